@@ -1,0 +1,185 @@
+"""Shared helper of the benchmark scripts: write results JSON and a markdown table.
+
+Every benchmark calls :func:`write_results`, which records the machine, the library
+versions, the exact command and the date next to the numbers, in
+``benchmarks/results/<name>.json`` and ``docs/benchmarks/<name>.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REPO", "machine_info", "markdown_table", "versions", "write_results"]
+
+#: Repository root (the parent of ``benchmarks/``).
+REPO = Path(__file__).resolve().parent.parent
+
+_PACKAGES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "lightly",
+    "timm",
+    "segmentation-models-pytorch",
+    "scikit-learn",
+    "grad-cam",
+)
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of Python, this package and the libraries benchmarks use."""
+    out = {"python": platform.python_version()}
+    for pkg in ("cxr_curriculum", *_PACKAGES):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            if pkg == "cxr_curriculum":
+                try:
+                    from cxr_curriculum import __version__
+
+                    out[pkg] = f"{__version__} (source tree)"
+                except ImportError:
+                    pass
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, core count, torch threads and GPU (if any) of this machine."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+    }
+    with contextlib.suppress(AttributeError):
+        info["affinity_cores"] = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError):
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["gpu_count"] = torch.cuda.device_count()
+            info["cuda"] = torch.version.cuda
+    except ImportError:
+        pass
+    return info
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub markdown table of flat dicts (columns: the union of keys, in first-seen order)."""
+    if not rows:
+        return "_no rows_\n"
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(
+    name: str,
+    rows: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    *,
+    config: Mapping[str, Any] | None = None,
+    markdown: str | None = None,
+    title: str | None = None,
+    notes: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``benchmarks/results/<name>.json`` and ``docs/benchmarks/<name>.md``.
+
+    Args:
+        name: File stem, e.g. ``"ssl_throughput"``.
+        rows: The results: a list of flat dicts (one table row each) or one dict.
+        config: The settings of the run (e.g. ``vars(args)``).
+        markdown: Markdown body for the docs page; defaults to a table of ``rows``.
+        title: Page title; defaults to ``name``.
+        notes: Text placed under the header of the docs page (what the numbers mean).
+        columns: Table columns when ``markdown`` is not given.
+
+    Returns:
+        The JSON path and the markdown path.
+    """
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    record = {
+        "name": name,
+        "date": now.isoformat(),
+        "command": command,
+        "git_commit": _git_commit(),
+        "machine": machine_info(),
+        "versions": versions(),
+        "config": dict(config or {}),
+        "results": rows if isinstance(rows, Mapping) else list(rows),
+    }
+    json_path = REPO / "benchmarks" / "results" / f"{name}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    machine = record["machine"]
+    where = machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_count']} cores)"
+    vers = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+    body = markdown
+    if body is None:
+        body = markdown_table([rows] if isinstance(rows, Mapping) else rows, columns)
+    header = [
+        f"# {title or name}",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {where}; load average at the end {machine.get('load_average_1m', '?')}",
+        f"- Date: {now.strftime('%Y-%m-%d %H:%M UTC')}; commit {record['git_commit'] or '?'}",
+        f"- Versions: {vers}",
+        f"- Raw results: `benchmarks/results/{name}.json`",
+        "",
+    ]
+    if notes:
+        header += [notes.strip(), ""]
+    md_path = REPO / "docs" / "benchmarks" / f"{name}.md"
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join(header) + body)
+    return json_path, md_path

@@ -1,0 +1,104 @@
+"""Nox sessions: tests, lint, typecheck, build, and the benchmark suite.
+
+Run ``nox -l`` to list them. Torch is installed from the pinned versions below so that
+the CUDA/CPU build on this project's machines is reused; on another machine set
+``CXR_TORCH_SPEC`` (e.g. ``"torch torchvision"``) to let pip choose.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+TORCH_SPEC = os.environ.get("CXR_TORCH_SPEC", "torch==2.14.1 torchvision==0.29.1").split()
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _install(session: nox.Session, extras: str = "dev,compare") -> None:
+    session.install(*TORCH_SPEC)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The full test suite (real-data tests need CXR_DATA_ROOT or ../shared/data)."""
+    _install(session)
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy over the package."""
+    _install(session, extras="dev")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build sdist + wheel, install the wheel into a fresh venv and import it offline."""
+    session.install("build")
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    wheel = next(dist.glob("*.whl"))
+    with tempfile.TemporaryDirectory() as tmp:
+        venv = Path(tmp) / "venv"
+        session.run("python", "-m", "venv", str(venv))
+        pip = str(venv / "bin" / "pip")
+        py = str(venv / "bin" / "python")
+        session.run(pip, "install", "-q", *TORCH_SPEC, external=True)
+        session.run(pip, "install", "-q", str(wheel), external=True)
+        # Run from the temporary folder so that the source checkout is not importable.
+        session.chdir(tmp)
+        session.run(py, str(ROOT / "benchmarks" / "check_wheel.py"), external=True)
+
+
+def _bench(session: nox.Session, script: str) -> None:
+    _install(session)
+    session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_ssl_throughput(session: nox.Session) -> None:
+    """Images/s per SSL method, this library vs lightly (pass --smoke for a short run)."""
+    _bench(session, "bench_ssl_throughput.py")
+
+
+@nox.session(python=PYTHON)
+def bench_lungseg(session: nox.Session) -> None:
+    """Dice/IoU/speed of the bundled lung model vs the baselines."""
+    _bench(session, "bench_lungseg.py")
+
+
+@nox.session(python=PYTHON)
+def train_lungseg(session: nox.Session) -> None:
+    """Retrain the bundled lung model from the recipe."""
+    _bench(session, "train_lungseg.py")
+
+
+@nox.session(python=PYTHON)
+def bench_attention(session: nox.Session) -> None:
+    """Lung-attention scoring throughput and the confounded-classifier experiment."""
+    _bench(session, "bench_attention.py")
+
+
+@nox.session(python=PYTHON)
+def bench_curriculum(session: nox.Session) -> None:
+    """The paper's claim: scratch vs single SSL stage vs curriculum on Kermany."""
+    _bench(session, "bench_curriculum.py")

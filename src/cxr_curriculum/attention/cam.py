@@ -1,0 +1,176 @@
+"""Class activation maps: Grad-CAM, Grad-CAM++ and HiResCAM, batched in torch.
+
+A template method (after jacobgil/pytorch-grad-cam's ``BaseCAM``): :class:`CAM` owns the
+forward hook (always released, by a context manager, also when the model raises), the
+forward pass, the target scores and the gradient; a subclass implements one step,
+:meth:`CAM.combine`, which turns the layer's activations ``A`` and gradients ``G``
+(both ``(B, C, h, w)``) into a ``(B, h, w)`` map. The map is passed through a ReLU (as in
+all three papers), upsampled bilinearly (``align_corners=False``) to the input size and
+returned without min-max normalisation.
+
+References:
+    Selvaraju et al., "Grad-CAM", ICCV 2017.
+    Chattopadhay et al., "Grad-CAM++", WACV 2018 (eq. 19 closed form for exp scores).
+    Draelos & Carin, "Use HiResCAM instead of Grad-CAM", arXiv 2011.08891, 2020.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import SaliencyMethod
+from .targets import TargetsLike
+
+__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "capture_activation", "find_layer"]
+
+
+def find_layer(model: nn.Module, target_layer: nn.Module | str | None) -> nn.Module:
+    """Resolve the layer to explain.
+
+    Args:
+        model: The model.
+        target_layer: A submodule of ``model``, its dotted name (``"0.model.layer4"``),
+            or ``None``: the ``target_layer`` attribute of the model or of its first
+            submodule that has one (a :class:`~cxr_curriculum.backbones.Backbone`, also
+            inside ``nn.Sequential(backbone, head)``).
+
+    Raises:
+        ValueError: If the layer cannot be found or is not part of ``model``.
+    """
+    if isinstance(target_layer, str):
+        try:
+            return model.get_submodule(target_layer)
+        except AttributeError as err:
+            names = [n for n, _ in model.named_modules() if n][:8]
+            raise ValueError(
+                f"model has no submodule {target_layer!r}; names look like {names}"
+            ) from err
+    if isinstance(target_layer, nn.Module):
+        if not any(m is target_layer for m in model.modules()):
+            raise ValueError("target_layer is not a submodule of model")
+        return target_layer
+    if target_layer is not None:
+        raise ValueError(
+            f"target_layer must be a module, a dotted name or None, got {target_layer!r}"
+        )
+    for module in model.modules():
+        layer = getattr(module, "target_layer", None)
+        if isinstance(layer, nn.Module):
+            return layer
+    raise ValueError(
+        "no target_layer given and the model has no Backbone-like `target_layer` attribute; "
+        "pass the layer or its dotted name"
+    )
+
+
+@contextlib.contextmanager
+def capture_activation(layer: nn.Module) -> Iterator[list[Tensor]]:
+    """Record ``layer``'s output tensors during the ``with`` block.
+
+    The hook is removed on exit, whatever happens inside the block. The list receives the
+    (non-detached) output of every call, so that gradients can be taken with respect to it.
+    """
+    store: list[Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        if not isinstance(output, Tensor):
+            raise ValueError(
+                f"target layer {type(_module).__name__} must return a tensor, "
+                f"got {type(output).__name__}"
+            )
+        store.append(output)
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+class CAM(SaliencyMethod):
+    """Template for gradient-weighted class activation maps.
+
+    Args:
+        model: Any ``nn.Module`` returning logits.
+        target_layer: The layer to explain (module, dotted name, or ``None`` to use the
+            model's ``target_layer`` attribute); its output must be ``(B, C, h, w)``.
+        relu: Apply the ReLU of the papers to the combined map (default ``True``).
+    """
+
+    name = "cam"
+
+    def __init__(
+        self, model: nn.Module, target_layer: nn.Module | str | None = None, relu: bool = True
+    ) -> None:
+        super().__init__(model)
+        self.target_layer = find_layer(model, target_layer)
+        self.relu = relu
+
+    def attribute(self, images: Tensor, targets: TargetsLike) -> Tensor:
+        """Forward, score, differentiate with respect to the layer, combine, upsample."""
+        # Inputs require grad so that frozen models still give the layer a grad_fn.
+        images = images.requires_grad_(True)
+        with capture_activation(self.target_layer) as store:
+            outputs = self.model(images)
+        if len(store) != 1:
+            raise ValueError(f"target layer ran {len(store)} times in one forward pass; need 1")
+        act = store[0]
+        if act.ndim != 4 or act.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"target layer output must be (B, C, h, w), got {tuple(act.shape)}; "
+                "choose a convolutional layer"
+            )
+        scores = self._score(outputs, targets)
+        (grads,) = torch.autograd.grad(scores.sum(), act)
+        cam = self.combine(act.detach(), grads.detach())
+        if self.relu:
+            cam = cam.clamp_min(0)
+        return F.interpolate(
+            cam[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
+
+    def combine(self, activations: Tensor, grads: Tensor) -> Tensor:
+        """Map ``(B, C, h, w)`` activations and gradients to a ``(B, h, w)`` map."""
+        raise NotImplementedError
+
+
+class GradCAM(CAM):
+    """Grad-CAM: channel weights are the spatially averaged gradients (Selvaraju 2017)."""
+
+    name = "gradcam"
+
+    def combine(self, activations: Tensor, grads: Tensor) -> Tensor:
+        """``sum_c mean_ij(G_cij) * A_c``."""
+        weights = grads.mean(dim=(2, 3), keepdim=True)
+        return (weights * activations).sum(1)
+
+
+class GradCAMPlusPlus(CAM):
+    """Grad-CAM++ with the closed-form alpha of its eq. 19 (Chattopadhay 2018)."""
+
+    name = "gradcam++"
+
+    def combine(self, activations: Tensor, grads: Tensor) -> Tensor:
+        """``sum_c (sum_ij alpha_cij relu(G_cij)) * A_c`` with the paper's alpha."""
+        g2 = grads.pow(2)
+        g3 = g2 * grads
+        denom = 2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * g3
+        alpha = torch.where(grads != 0, g2 / (denom + 1e-6), torch.zeros_like(grads))
+        weights = (alpha * grads.clamp_min(0)).sum(dim=(2, 3), keepdim=True)
+        return (weights * activations).sum(1)
+
+
+class HiResCAM(CAM):
+    """HiResCAM: element-wise gradient times activation, summed over channels (Draelos 2020)."""
+
+    name = "hirescam"
+
+    def combine(self, activations: Tensor, grads: Tensor) -> Tensor:
+        """``sum_c G_c * A_c``."""
+        return (grads * activations).sum(1)

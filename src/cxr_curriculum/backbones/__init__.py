@@ -1,0 +1,18 @@
+"""One-channel CNN backbones (torchvision / timm) with a uniform contract and weight I/O.
+
+See ``docs/backbones.md``. The main object is :class:`Backbone`.
+"""
+
+from ._adapt import adapt_conv_weight
+from ._io import read_sidecar
+from ._weights import WeightsNotAvailableError, load_checkpoint
+from .backbone import IMAGENET_GRAY_NORM, Backbone
+
+__all__ = [
+    "IMAGENET_GRAY_NORM",
+    "Backbone",
+    "WeightsNotAvailableError",
+    "adapt_conv_weight",
+    "load_checkpoint",
+    "read_sidecar",
+]

@@ -1,0 +1,214 @@
+"""``Backbone``: a one-channel torchvision or timm CNN with a small, uniform contract."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._io import load_backbone, save_backbone
+from ._loading import load_body_state
+from ._parts import Parts
+from ._timm import TIMM_PREFIX, build_timm, timm_names
+from ._torchvision import TORCHVISION_NAMES, build_torchvision
+from ._weights import imagenet_state_dict, load_checkpoint
+
+__all__ = ["IMAGENET_GRAY_NORM", "Backbone", "WeightsArg"]
+
+#: Grey-level mean and std of ImageNet (the RGB means and stds averaged), used to
+#: standardise ``[0, 1]`` X-rays inside :meth:`Backbone.forward_features`.
+IMAGENET_GRAY_NORM: tuple[float, float] = (0.449, 0.226)
+
+WeightsArg = str | os.PathLike[str] | Mapping[str, Tensor] | None
+
+
+def _build(name: str, in_chans: int) -> Parts:
+    if name.startswith(TIMM_PREFIX):
+        return build_timm(name.removeprefix(TIMM_PREFIX), in_chans)
+    if name in TORCHVISION_NAMES:
+        return build_torchvision(name, in_chans)
+    raise ValueError(
+        f"unknown backbone {name!r}: use a torchvision name {TORCHVISION_NAMES} or "
+        f"'timm:<model name>' for any convolutional timm model (e.g. 'timm:resnet10t')"
+    )
+
+
+class Backbone(nn.Module):
+    """A CNN feature extractor for ``(B, in_chans, H, W)`` X-rays in ``[0, 1]``.
+
+    Wraps (does not subclass) a torchvision model (``"resnet18"``, ``"resnet34"``,
+    ``"resnet50"``, ``"densenet121"``, ``"efficientnet_b0"``, ... see :meth:`available`)
+    or any convolutional timm model named ``"timm:<name>"`` (e.g. ``"timm:resnet10t"``).
+    The first convolution takes ``in_chans`` channels; RGB weights are adapted by summing
+    the kernels (exact for a grey image replicated to RGB), as in timm's
+    ``adapt_input_conv``. Inputs are standardised inside the backbone with
+    ``input_norm = (mean, std)`` (ImageNet grey statistics by default), so callers pass
+    images in ``[0, 1]`` as the rest of the package produces them.
+
+    Args:
+        name: Architecture name (see above).
+        in_chans: Input channels (1 for X-rays).
+        weights: ``None`` (random init), ``"imagenet"`` (torchvision's default ImageNet
+            weights from the torch hub cache, downloaded if online; for ``timm:`` names
+            timm's default pretrained weights), a path to a ``.safetensors`` or torch
+            checkpoint (read with ``weights_only=True``), or a state dict. Checkpoints may
+            use this class's keys (``body.*``, as :meth:`save` writes) or the library's own
+            keys (``conv1.weight``; classifier keys are ignored); a 3-channel first conv is
+            adapted to ``in_chans``.
+        input_norm: ``(mean, std)`` applied to inputs, or ``None`` for no standardisation.
+
+    Raises:
+        ValueError: Unknown name, bad ``in_chans``/``input_norm``, or weights that do not
+            match the architecture (the message lists missing/unexpected keys).
+        WeightsNotAvailableError: ``weights="imagenet"`` offline without a cached file.
+
+    Example:
+        >>> bb = Backbone("resnet18")
+        >>> bb(torch.rand(2, 1, 64, 64)).shape
+        torch.Size([2, 512])
+        >>> bb.forward_features(torch.rand(2, 1, 64, 64)).shape
+        torch.Size([2, 512, 2, 2])
+    """
+
+    def __init__(
+        self,
+        name: str,
+        in_chans: int = 1,
+        weights: WeightsArg = None,
+        *,
+        input_norm: tuple[float, float] | None = IMAGENET_GRAY_NORM,
+    ) -> None:
+        super().__init__()
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        if input_norm is not None:
+            if len(input_norm) != 2 or not float(input_norm[1]) > 0:
+                raise ValueError(f"input_norm must be (mean, std) with std > 0, got {input_norm}")
+            input_norm = (float(input_norm[0]), float(input_norm[1]))
+        parts = _build(name, in_chans)
+        self._name = name
+        self._in_chans = in_chans
+        self._num_features = parts.num_features
+        self.input_norm = input_norm
+        self.body = parts.body
+        # Stored by name: registering the module twice would duplicate state-dict keys.
+        self._target_name = "body." + next(
+            n for n, m in parts.body.named_modules() if m is parts.target_layer
+        )
+        self.weights_source: str | None = None
+        if weights is not None:
+            self.weights_source = self._load_weights(parts, weights)
+
+    def _load_weights(self, parts: Parts, weights: WeightsArg) -> str:
+        if isinstance(weights, Mapping):
+            load_body_state(parts, weights, self._in_chans, "the given state dict", self._name)
+            return "state dict"
+        if isinstance(weights, str) and weights == "imagenet":
+            state, source = imagenet_state_dict(self._name, self._in_chans)
+            load_body_state(parts, state, self._in_chans, source, self._name)
+            return source
+        if isinstance(weights, (str, os.PathLike)):
+            file = Path(weights)
+            if not file.exists():
+                raise ValueError(
+                    f"weights={str(weights)!r} is neither 'imagenet' nor an existing file; "
+                    "allowed: None, 'imagenet', a checkpoint path or a state dict"
+                )
+            load_body_state(parts, load_checkpoint(file), self._in_chans, str(file), self._name)
+            return f"file:{file.name}"
+        raise ValueError(
+            f"weights must be None, 'imagenet', a path or a state dict, got {type(weights)}"
+        )
+
+    @property
+    def name(self) -> str:
+        """The architecture name given at construction (e.g. ``"resnet18"``)."""
+        return self._name
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels."""
+        return self._in_chans
+
+    @property
+    def num_features(self) -> int:
+        """Channels ``C`` of the feature map, and size of the pooled features."""
+        return self._num_features
+
+    @property
+    def target_layer(self) -> nn.Module:
+        """The module whose output is the last feature map (what CAM methods explain)."""
+        return self.get_submodule(self._target_name)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Last feature map.
+
+        Args:
+            x: Images ``(B, in_chans, H, W)`` in ``[0, 1]`` (any memory format).
+
+        Returns:
+            Feature map ``(B, num_features, h, w)``, e.g. ``h = H / 32`` for ResNets.
+        """
+        if x.ndim != 4 or x.shape[1] != self._in_chans:
+            raise ValueError(
+                f"{self._name} expects (B, {self._in_chans}, H, W) input, got {tuple(x.shape)}"
+            )
+        if self.input_norm is not None:
+            x = (x - self.input_norm[0]) / self.input_norm[1]
+        out: Tensor = self.body(x)
+        if out.ndim != 4:
+            raise ValueError(
+                f"{self._name} returned features of shape {tuple(out.shape)}, not a (B, C, h, w) "
+                "map; only convolutional models are supported"
+            )
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Globally average-pooled features.
+
+        Args:
+            x: Images ``(B, in_chans, H, W)`` in ``[0, 1]``.
+
+        Returns:
+            ``(B, num_features)``, the spatial mean of :meth:`forward_features`.
+        """
+        return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
+
+    @staticmethod
+    def available(timm: bool = False) -> list[str]:
+        """Backbone names: the torchvision ones, plus every ``"timm:<name>"`` if ``timm``.
+
+        timm names include token (transformer) models, which are refused at construction.
+        """
+        names = list(TORCHVISION_NAMES)
+        return names + timm_names() if timm else names
+
+    def extra_repr(self) -> str:
+        return (
+            f"name={self._name!r}, in_chans={self._in_chans}, num_features={self._num_features}, "
+            f"weights={self.weights_source!r}"
+        )
+
+    def save(self, path: str | os.PathLike[str], **meta: Any) -> Path:
+        """Write the weights as safetensors plus a JSON sidecar (``path.with_suffix('.json')``).
+
+        Args:
+            path: Weights file, conventionally ``*.safetensors``.
+            **meta: JSON-serialisable free-form provenance (e.g. ``produced_by="SimCLR stage 2"``).
+
+        Returns:
+            The sidecar path.
+        """
+        return save_backbone(self, Path(path), meta)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Backbone:
+        """Rebuild a backbone written by :meth:`save` (architecture from the sidecar)."""
+        return load_backbone(cls, Path(path))

@@ -1,0 +1,44 @@
+"""Curricular SSL pretraining: stages, the curriculum engine, checkpoints, ordering.
+
+Public names::
+
+    Stage, Curriculum, StageResult            # compose and run curricula
+    rank_orders, OrderResult                  # compare candidate stage orders on a proxy
+    LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
+    CurriculumError, NonFiniteLossError, CollapseError   # why a stage stopped
+    load_checkpoint, data_fingerprint, embedding_std, METRIC_FIELDS
+"""
+
+from __future__ import annotations
+
+from cxr_curriculum.curriculum.checkpoint import load_checkpoint
+from cxr_curriculum.curriculum.curriculum import Curriculum, StageResult
+from cxr_curriculum.curriculum.metrics_log import (
+    METRIC_FIELDS,
+    CollapseError,
+    CurriculumError,
+    NonFiniteLossError,
+    embedding_std,
+)
+from cxr_curriculum.curriculum.optim import LARS, WarmupCosine, build_optimizer
+from cxr_curriculum.curriculum.ordering import OrderResult, rank_orders
+from cxr_curriculum.curriculum.sampling import data_fingerprint
+from cxr_curriculum.curriculum.stage import Stage
+
+__all__ = [
+    "LARS",
+    "METRIC_FIELDS",
+    "CollapseError",
+    "Curriculum",
+    "CurriculumError",
+    "NonFiniteLossError",
+    "OrderResult",
+    "Stage",
+    "StageResult",
+    "WarmupCosine",
+    "build_optimizer",
+    "data_fingerprint",
+    "embedding_std",
+    "load_checkpoint",
+    "rank_orders",
+]

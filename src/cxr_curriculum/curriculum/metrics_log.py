@@ -1,0 +1,128 @@
+"""Per-stage metrics (loss, learning rate, throughput, embedding std) and the stop rules.
+
+A stage logs one row every ``log_every`` optimiser steps to ``metrics.csv`` and, at each
+checkpoint and at the end, the whole table to ``metrics.json``. Training stops with a
+clear error when the loss is not finite (:class:`NonFiniteLossError`) or when the
+embeddings collapse to a point (:class:`CollapseError`): the standard deviation of the
+L2-normalised embeddings, scaled by ``sqrt(D)``, stays below a threshold. The scaled std
+is about 1 for well-spread embeddings and 0 for a collapse (the monitor of SimSiam,
+Chen & He 2021, arXiv 2011.10566, Sec. 4.1, and lightly's ``std_of_l2_normalized``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from cxr_curriculum.curriculum.checkpoint import atomic_write_json
+
+__all__ = [
+    "METRIC_FIELDS",
+    "CollapseError",
+    "CollapseMonitor",
+    "CurriculumError",
+    "MetricsLog",
+    "NonFiniteLossError",
+    "embedding_std",
+]
+
+#: Columns of ``metrics.csv``.
+METRIC_FIELDS = ("stage", "step", "epoch", "loss", "lr", "images_per_s", "embedding_std", "time_s")
+
+
+class CurriculumError(RuntimeError):
+    """A stage stopped; the message names the stage, the step and the last good checkpoint."""
+
+
+class NonFiniteLossError(CurriculumError):
+    """The loss became NaN or infinite."""
+
+
+class CollapseError(CurriculumError):
+    """The embeddings collapsed (their std stayed below the threshold)."""
+
+
+def embedding_std(z: Tensor) -> float:
+    """Scaled standard deviation of L2-normalised embeddings: ``sqrt(D) * mean_d std_d``.
+
+    Args:
+        z: embeddings ``(B, D)`` with ``B >= 2``.
+
+    Returns:
+        About 1 for embeddings spread over the sphere, 0 when all rows are equal.
+    """
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"embedding_std needs (B >= 2, D) embeddings; got shape {tuple(z.shape)}")
+    zn = torch.nn.functional.normalize(z.detach().float(), dim=1)
+    return float(zn.std(dim=0).mean() * math.sqrt(z.shape[1]))
+
+
+@dataclass
+class CollapseMonitor:
+    """Counts consecutive checks with the embedding std below ``threshold``.
+
+    Args:
+        threshold: the scaled std below which a check counts as collapsed (``None``: off).
+        patience: consecutive collapsed checks that stop the stage.
+    """
+
+    threshold: float | None
+    patience: int = 3
+    low: int = 0
+
+    def update(self, std: float) -> bool:
+        """Record one check; return True when the stage must stop."""
+        if self.threshold is None:
+            return False
+        self.low = self.low + 1 if (std < self.threshold or not math.isfinite(std)) else 0
+        return self.low >= self.patience
+
+
+@dataclass
+class MetricsLog:
+    """A stage's metric rows, mirrored to ``<folder>/metrics.csv`` and ``metrics.json``.
+
+    Args:
+        folder: where the files go (``None``: keep rows in memory only).
+        rows: rows so far (restored from a checkpoint when resuming).
+    """
+
+    folder: Path | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Add a row (keys from :data:`METRIC_FIELDS`) and append it to the CSV."""
+        clean = {k: row.get(k) for k in METRIC_FIELDS}
+        self.rows.append(clean)
+        if self.folder is None:
+            return
+        path = self.folder / "metrics.csv"
+        new = not path.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with path.open("a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(clean)
+
+    def rewrite(self) -> None:
+        """Rewrite the CSV from :attr:`rows` (drops rows logged after the resumed checkpoint)."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / "metrics.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def write_json(self, **summary: Any) -> None:
+        """Write ``metrics.json``: ``{"rows": [...], **summary}`` (atomically)."""
+        if self.folder is not None:
+            atomic_write_json({"rows": self.rows, **summary}, self.folder / "metrics.json")

@@ -1,0 +1,192 @@
+"""Weighted k-nearest-neighbour classification of frozen features.
+
+The monitor used across self-supervised learning papers (Wu et al., "Unsupervised
+Feature Learning via Non-Parametric Instance Discrimination", CVPR 2018, Sec. 3.4):
+cosine similarity to every training feature, the ``k`` most similar vote for their
+class with weight ``exp(s / T)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from cxr_curriculum.evaluation.features import extract_features
+from cxr_curriculum.evaluation.fractions import num_classes_of, patient_ids_of, train_subset
+from cxr_curriculum.evaluation.results import EvalResult
+
+__all__ = ["knn_accuracy", "knn_evaluate", "knn_predict"]
+
+
+def _check(
+    train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, k: int, temperature: float
+) -> None:
+    if train_feats.ndim != 2 or test_feats.ndim != 2:
+        raise ValueError(
+            "features must be 2-D (N, D); got train "
+            f"{tuple(train_feats.shape)} and test {tuple(test_feats.shape)}"
+        )
+    if train_feats.shape[1] != test_feats.shape[1]:
+        raise ValueError(
+            f"train and test feature dims differ: {train_feats.shape[1]} vs {test_feats.shape[1]}"
+        )
+    if train_labels.shape != (train_feats.shape[0],):
+        raise ValueError(
+            f"train_labels must have shape ({train_feats.shape[0]},); "
+            f"got {tuple(train_labels.shape)}"
+        )
+    if train_feats.shape[0] == 0:
+        raise ValueError("the training set of a kNN classifier must not be empty")
+    if train_labels.numel() and int(train_labels.min()) < 0:
+        raise ValueError("train_labels must be class indices >= 0 (unlabelled items are -1)")
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got {temperature}")
+
+
+@torch.no_grad()
+def knn_predict(
+    train_feats: Tensor,
+    train_labels: Tensor,
+    test_feats: Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+) -> Tensor:
+    """Class probabilities of a temperature-weighted cosine kNN (Wu et al. 2018).
+
+    For each test feature the ``k`` training features with the largest cosine
+    similarity ``s`` vote for their class with weight ``exp(s / temperature)``; the
+    votes are normalised to sum to one. ``k`` larger than the training set is
+    clipped to its size.
+
+    Args:
+        train_feats: ``(N, D)`` training features (need not be normalised).
+        train_labels: ``(N,)`` integer class indices in ``[0, num_classes)``.
+        test_feats: ``(M, D)`` features to classify.
+        k: Number of neighbours (>= 1).
+        temperature: Softness of the vote (> 0); 0.07 as in Wu et al.
+        num_classes: Number of classes; defaults to ``max(train_labels) + 1``.
+        chunk_size: Test rows per similarity block, to bound memory at
+            ``chunk_size x N``.
+
+    Returns:
+        ``(M, num_classes)`` float32 vote shares; row ``i`` sums to 1.
+
+    Raises:
+        ValueError: On mismatched shapes, negative labels, ``k < 1`` or a
+            non-positive temperature.
+    """
+    _check(train_feats, train_labels, test_feats, k, temperature)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    n_classes = int(train_labels.max()) + 1 if num_classes is None else num_classes
+    if n_classes <= int(train_labels.max()):
+        raise ValueError(
+            f"num_classes={num_classes} but train_labels holds class {int(train_labels.max())}"
+        )
+    k = min(k, train_feats.shape[0])
+    train = F.normalize(train_feats.float(), dim=1)
+    test = F.normalize(test_feats.float().to(train.device), dim=1)
+    labels = train_labels.long().to(train.device)
+    out = []
+    for start in range(0, test.shape[0], chunk_size):
+        sim = test[start : start + chunk_size] @ train.T  # (m, N)
+        top_sim, top_idx = sim.topk(k, dim=1)  # (m, k)
+        # Subtracting the row max leaves the normalised vote unchanged and avoids overflow.
+        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
+        votes = torch.zeros(sim.shape[0], n_classes, device=train.device)
+        votes.scatter_add_(1, labels[top_idx], weights)
+        out.append(votes / votes.sum(dim=1, keepdim=True))
+    if not out:
+        return torch.zeros(0, n_classes)
+    return torch.cat(out).cpu()
+
+
+def knn_accuracy(
+    train_feats: Tensor,
+    train_labels: Tensor,
+    test_feats: Tensor,
+    test_labels: Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+) -> float:
+    """Top-1 accuracy of :func:`knn_predict` on labelled test features.
+
+    Args:
+        train_feats: ``(N, D)`` training features.
+        train_labels: ``(N,)`` class indices.
+        test_feats: ``(M, D)`` test features.
+        test_labels: ``(M,)`` class indices.
+        k: Number of neighbours.
+        temperature: Vote temperature.
+
+    Returns:
+        The fraction of test items whose highest vote share is their label
+        (ties go to the lower class index).
+
+    Raises:
+        ValueError: On mismatched shapes or an empty test set.
+    """
+    if test_labels.shape != (test_feats.shape[0],):
+        raise ValueError(
+            f"test_labels must have shape ({test_feats.shape[0]},); got {tuple(test_labels.shape)}"
+        )
+    if test_feats.shape[0] == 0:
+        raise ValueError("the test set must not be empty")
+    _check(train_feats, train_labels, test_feats, k, temperature)
+    n_classes = int(max(int(train_labels.max()), int(test_labels.max()))) + 1
+    probs = knn_predict(train_feats, train_labels, test_feats, k, temperature, n_classes)
+    return float((probs.argmax(dim=1) == test_labels.long().cpu()).float().mean())
+
+
+def knn_evaluate(
+    backbone: nn.Module,
+    train_ds: Dataset[Any],
+    test_ds: Dataset[Any],
+    *,
+    fraction: float = 1.0,
+    seed: int = 0,
+    k: int = 20,
+    temperature: float = 0.07,
+    image_size: int = 64,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+) -> EvalResult:
+    """kNN protocol: frozen features of the labelled subset vote for each test image.
+
+    Args:
+        backbone: Maps ``(B, 1, S, S)`` to pooled features ``(B, D)``.
+        train_ds: Labelled training dataset (``.labels``, ``.patient_ids``).
+        test_ds: Labelled test dataset.
+        fraction: Share of training labels in ``(0, 1]`` (patient-level subset).
+        seed: Seed of the label subset.
+        k: Neighbours.
+        temperature: Vote temperature.
+        image_size: Input side in pixels.
+        batch_size: Images per forward pass.
+        device: Device of the feature extraction.
+        num_workers: ``DataLoader`` workers.
+
+    Returns:
+        An :class:`EvalResult` whose scores are the vote shares.
+    """
+    subset = train_subset(train_ds, fraction, seed)
+    train_x, train_y = extract_features(
+        backbone, subset, image_size, batch_size, device, num_workers
+    )
+    test_x, test_y = extract_features(
+        backbone, test_ds, image_size, batch_size, device, num_workers
+    )
+    n_classes = num_classes_of(train_ds, test_ds, labels=torch.cat([train_y, test_y]))
+    scores = knn_predict(train_x, train_y, test_x, k, temperature, n_classes)
+    return EvalResult(
+        "knn", scores, test_y, patient_ids_of(test_ds), float(fraction), seed, len(train_y)
+    )

@@ -1,0 +1,185 @@
+"""``LungSegmenter``: the bundled lung model behind one call, offline, batched.
+
+Masks follow the radiological convention of frontal (PA/AP) views: channel 0 is the
+patient's right lung, on the image's left; channel 1 the left lung. See
+``docs/lung_model_card.md`` for the data, metrics and known failure modes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from cxr_curriculum.segmentation.model import LungNet
+from cxr_curriculum.segmentation.postprocess import (
+    MaskQuality,
+    assess_quality,
+    check_batch,
+    clean_masks,
+)
+from cxr_curriculum.segmentation.weights import LungSegmenterWeights, load_state_dict
+
+__all__ = ["ImageInput", "LungPrediction", "LungSegmenter"]
+
+#: What :meth:`LungSegmenter.predict` accepts.
+ImageInput = Tensor | np.ndarray | Image.Image | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class LungPrediction:
+    """Masks with one quality verdict per image.
+
+    Attributes:
+        masks: ``bool`` tensor ``(B, 2, H, W)``: right lung (image left), left lung.
+        quality: One :class:`~cxr_curriculum.segmentation.postprocess.MaskQuality` per image.
+    """
+
+    masks: Tensor
+    quality: list[MaskQuality]
+
+    @property
+    def ok(self) -> Tensor:
+        """``bool`` tensor ``(B,)``: True where the mask passed every quality check."""
+        return torch.tensor([q.ok for q in self.quality], dtype=torch.bool)
+
+
+def _array_to_tensor(arr: np.ndarray) -> Tensor:
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    if arr.ndim != 2:
+        raise ValueError(f"a numpy image must be (H, W) or (H, W, 3|4), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        out = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        if arr.size and (np.nanmin(arr) < 0.0 or np.nanmax(arr) > 1.0):
+            raise ValueError("a float numpy image must have values in [0, 1]")
+        out = arr.astype(np.float32)
+    else:
+        raise ValueError(f"numpy images must be uint8, uint16 or float in [0, 1], got {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(out))[None, None]
+
+
+def as_batch(images: ImageInput) -> Tensor:
+    """Turn any accepted input into a float ``(B, 1, H, W)`` batch in ``[0, 1]``."""
+    if isinstance(images, str | os.PathLike):
+        from cxr_curriculum.data.io import read_image
+
+        return read_image(Path(images))[None]
+    if isinstance(images, Image.Image):
+        if images.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            arr = np.asarray(images, dtype=np.float64)
+            return _array_to_tensor(np.clip(arr / (65535.0 if arr.max() > 255 else 255.0), 0, 1))
+        return _array_to_tensor(np.asarray(images.convert("L")))
+    if isinstance(images, np.ndarray):
+        return _array_to_tensor(images)
+    if isinstance(images, Tensor) and images.ndim == 3 and images.shape[0] == 1:
+        images = images[None]
+    check_batch(images)
+    return images
+
+
+class LungSegmenter:
+    """Segment the right and left lung of frontal chest radiographs.
+
+    The bundled U-Net (:class:`~cxr_curriculum.segmentation.weights.LungSegmenterWeights`)
+    is loaded from the package with its sha256 verified; nothing is downloaded.
+
+    Args:
+        device: Where to run (``None``: CPU).
+        weights: Which bundled weights to load.
+        batch_size: Images per forward pass inside :meth:`predict`.
+        postprocess: Keep each lung's largest component and fill holes.
+
+    Example:
+        >>> seg = LungSegmenter()
+        >>> masks = seg.predict(torch.rand(2, 1, 300, 250))
+        >>> masks.shape, masks.dtype
+        (torch.Size([2, 2, 300, 250]), torch.bool)
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device | None = None,
+        weights: LungSegmenterWeights = LungSegmenterWeights.DEFAULT,
+        *,
+        batch_size: int = 16,
+        postprocess: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.weights = weights
+        state = load_state_dict(weights)
+        self.model = LungNet(weights.value.spec)
+        self.model.load_state_dict(state)
+        self.model.to(self.device).eval()
+        self.input_size = weights.value.input_size
+        self.batch_size = int(batch_size)
+        self.postprocess = bool(postprocess)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(weights={self.weights.name}, input_size={self.input_size}, "
+            f"device={self.device})"
+        )
+
+    @torch.no_grad()
+    def predict_proba(self, images: ImageInput) -> Tensor:
+        """Class probabilities at the input's resolution.
+
+        Args:
+            images: ``(B, 1, H, W)`` float in ``[0, 1]``, or one image as a path, PIL
+                image, numpy array or ``(1, H, W)`` tensor.
+
+        Returns:
+            ``float32`` ``(B, 3, H, W)`` on ``images``' device: background, right lung,
+            left lung (softmax).
+        """
+        batch = as_batch(images)
+        height, width = batch.shape[-2:]
+        size = (self.input_size, self.input_size)
+        chunks = []
+        for start in range(0, batch.shape[0], self.batch_size):
+            x = batch[start : start + self.batch_size].to(self.device, torch.float32)
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            logits = self.model(x.clamp(0.0, 1.0))
+            logits = F.interpolate(
+                logits, size=(height, width), mode="bilinear", align_corners=False
+            )
+            chunks.append(logits.softmax(1))
+        return torch.cat(chunks).to(batch.device)
+
+    @torch.no_grad()
+    def predict(self, images: ImageInput) -> Tensor:
+        """Lung masks at the input's resolution.
+
+        Args:
+            images: ``(B, 1, H, W)`` float in ``[0, 1]`` of any size, or one image as a
+                path, PIL image, numpy array or ``(1, H, W)`` tensor.
+
+        Returns:
+            ``bool`` tensor ``(B, 2, H, W)``: channel 0 the patient's right lung (image
+            left), channel 1 the left lung; ``B = 1`` for a single image.
+        """
+        labels = self.predict_proba(images).argmax(1)
+        masks = torch.stack([labels == 1, labels == 2], dim=1)
+        return clean_masks(masks) if self.postprocess else masks
+
+    def predict_with_quality(self, images: ImageInput) -> LungPrediction:
+        """Like :meth:`predict`, plus a per-image plausibility verdict.
+
+        Returns:
+            :class:`LungPrediction`; ``.ok`` is False where a lung is missing, the
+            lung area is implausible, or the lungs are on the wrong sides.
+        """
+        masks = self.predict(images)
+        return LungPrediction(masks, assess_quality(masks))

@@ -1,0 +1,184 @@
+"""Dataset loaders on the real shared data: counts from its README, ids, masks."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cxr_curriculum.data import (
+    COVID_VS_OTHER,
+    MASK_IGNORE,
+    CovidChestXray,
+    KermanyPneumonia,
+    LabeledImage,
+    MaskedImage,
+    ShenzhenMontgomery,
+    bundled_sample_root,
+    kermany_patient_id,
+    kermany_subtype,
+)
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.mark.parametrize(
+    ("split", "normal", "pneumonia"), [("train", 1341, 3875), ("test", 234, 390)]
+)
+def test_kermany_counts(data_root: Path, split: str, normal: int, pneumonia: int) -> None:
+    ds = KermanyPneumonia(data_root / "kermany-pneumonia", split=split)
+    assert ds.class_counts() == {"NORMAL": normal, "PNEUMONIA": pneumonia}
+    assert len(ds) == len(ds.files) == len(ds.labels) == len(ds.patient_ids) == normal + pneumonia
+    # Independent count straight from the folders.
+    folder = data_root / "kermany-pneumonia" / split / "PNEUMONIA"
+    assert sum(ds.labels) == len(list(folder.glob("*.jpeg")))
+    assert set(ds.subtypes) == {"normal", "bacteria", "virus"}
+    for sub, label in zip(ds.subtypes, ds.labels, strict=True):
+        assert (sub == "normal") == (label == 0)
+
+
+def test_kermany_default_root_item_and_subtype_target(data_root: Path) -> None:
+    ds = KermanyPneumonia(split="test", target="subtype")  # root from data_root()
+    assert ds.classes == ["normal", "bacteria", "virus"]
+    counts = Counter(ds.subtypes)
+    assert ds.class_counts() == {k: counts[k] for k in ds.classes}
+    item = ds[len(ds) - 1]
+    assert isinstance(item, LabeledImage)
+    assert item.image.shape == (1, 224, 224) and item.image.dtype == torch.float32
+    assert float(item.image.min()) >= 0.0 and float(item.image.max()) <= 1.0
+    assert item.label == ds.labels[-1] and item.patient_id == ds.patient_ids[-1]
+
+
+def test_kermany_patient_ids() -> None:
+    assert kermany_patient_id("person1000_virus_1681.jpeg") == "person1000"
+    assert kermany_patient_id("person100_bacteria_475.jpeg") == "person100"
+    assert kermany_patient_id("IM-0011-0001-0002.jpeg") == "IM-0011"
+    assert kermany_patient_id("NORMAL2-IM-0383-0001.jpeg") == "IM-0383"
+    assert kermany_subtype("person1000_virus_1681.jpeg") == "virus"
+    assert kermany_subtype("IM-0011-0001.jpeg") == "normal"
+    with pytest.raises(ValueError, match="cannot parse"):
+        kermany_patient_id("scan_001.jpeg")
+
+
+def test_kermany_argument_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="split must be one of"):
+        KermanyPneumonia(bundled_sample_root(), split="validation")
+    with pytest.raises(ValueError, match="target must be"):
+        KermanyPneumonia(bundled_sample_root(), target="binary")  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="not found"):
+        KermanyPneumonia(tmp_path, split="train")
+
+
+def test_bundled_sample() -> None:
+    root = bundled_sample_root()
+    train, test = KermanyPneumonia(root, "train"), KermanyPneumonia(root, "test")
+    assert train.class_counts() == {"NORMAL": 16, "PNEUMONIA": 16}
+    assert test.class_counts() == {"NORMAL": 8, "PNEUMONIA": 8}
+    assert not set(train.patient_ids) & set(test.patient_ids)
+    assert len(set(train.patient_ids)) == 32 and len(set(test.patient_ids)) == 16
+    assert (root / "ATTRIBUTION.md").read_text().count("CC BY 4.0") >= 1
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size < 1_500_000, size
+
+
+def test_covid_counts_and_filters(data_root: Path) -> None:
+    ds = CovidChestXray(data_root / "covid-chestxray")
+    assert len(ds) == 496 and len(set(ds.patient_ids)) == 287
+    with (data_root / "covid-chestxray" / "metadata.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert Counter(ds.findings) == Counter(r["finding"] for r in rows)
+    assert Counter(ds.findings)["COVID-19"] == 347 and Counter(ds.findings)["todo"] == 84
+    assert ds.classes == sorted(set(ds.findings))
+    assert [ds.classes[i] for i in ds.labels] == ds.findings
+    pa = CovidChestXray(views=("PA",))
+    assert len(pa) == sum(r["view"] == "PA" for r in rows) and set(pa.views) == {"PA"}
+    assert len(CovidChestXray(modalities=("CT",))) == 0
+    nf = CovidChestXray(findings=("No Finding",))
+    assert len(nf) == 12 and nf.classes == ["No Finding"]
+
+
+def test_covid_label_maps(data_root: Path) -> None:
+    binary = CovidChestXray(label_map=COVID_VS_OTHER)
+    assert binary.classes == ["COVID-19", "other"]
+    assert "todo" not in binary.findings and "Unknown" not in binary.findings
+    for finding, label in zip(binary.findings, binary.labels, strict=True):
+        assert (label == 0) == finding.startswith("COVID-19")
+    mapped = CovidChestXray(label_map={"No Finding": "normal", "COVID-19": "covid"})
+    assert mapped.classes == ["normal", "covid"] and mapped.class_counts() == {
+        "normal": 12,
+        "covid": 347,
+    }
+    with pytest.raises(ValueError, match="collection of strings"):
+        CovidChestXray(views="PA")
+
+
+def test_covid_masks(data_root: Path) -> None:
+    ds = CovidChestXray(with_masks=True)
+    assert len(ds) == 349 and ds.mask_files is not None
+    assert all(m.name == f.name for m, f in zip(ds.mask_files, ds.files, strict=True))
+    item = ds[0]
+    assert isinstance(item, MaskedImage)
+    assert item.mask.dtype == torch.uint8 and item.mask.shape == item.image.shape
+    assert set(item.mask.unique().tolist()) <= {0, 1, MASK_IGNORE}
+    # A V7 mask with the raw 127 "ignore" value: ignore pixels come out as MASK_IGNORE.
+    name = "1-s2.0-S2531043720300921-gr1.png"
+    raw = torch.from_numpy(np.array(Image.open(data_root / "covid-chestxray/v7-lung-masks" / name)))
+    mask = ds[ds.files.index(data_root / "covid-chestxray/images" / name)].mask[0]
+    assert int((raw == 127).sum()) > 0
+    assert torch.equal(mask == MASK_IGNORE, raw == 127)
+    assert torch.equal(mask == 1, raw == 255)
+
+
+def _lungs_darker_fraction(ds: CovidChestXray | ShenzhenMontgomery, step: int) -> float:
+    darker = total = 0
+    for i in range(0, len(ds), step):
+        image, mask, _ = ds[i]
+        img, m = image.numpy(), mask.numpy()  # numpy: no thread pool on a busy machine
+        lung, other = m == 1, m == 0
+        if not lung.any() or not other.any():
+            continue
+        total += 1
+        darker += int(img[lung].mean() < img[other].mean())
+    assert total > 0
+    return darker / total
+
+
+def test_masks_line_up_with_images(data_root: Path) -> None:
+    covid = CovidChestXray(with_masks=True)
+    shenzhen = ShenzhenMontgomery()
+    assert _lungs_darker_fraction(covid, step=16) >= 0.8
+    assert _lungs_darker_fraction(shenzhen, step=6) >= 0.8
+
+
+def test_masks_misaligned_control(data_root: Path) -> None:
+    """Negative control: upside-down masks (lungs moved to abdomen/neck) do not pass."""
+    ds = ShenzhenMontgomery(joint_transform=lambda im, m: (im, m.flip(-2)))
+    assert _lungs_darker_fraction(ds, step=6) < 0.8
+
+
+def test_shenzhen_montgomery(data_root: Path) -> None:
+    ds = ShenzhenMontgomery(data_root / "shenzhen-montgomery-tb")
+    assert len(ds) == 72 and ds.class_counts() == {"Shenzhen": 59, "Montgomery": 13}
+    assert all(ds.tuberculosis)
+    assert len(set(ds.patient_ids)) == 72 and ds.patient_ids[0].startswith(("CHNCXR_", "MCUCXR_"))
+    image, mask, pid = ds[0]
+    assert image.shape == mask.shape and mask.dtype == torch.uint8
+    assert set(mask.unique().tolist()) <= {0, 1} and pid == ds.patient_ids[0]
+
+
+def test_transforms_are_applied(data_root: Path) -> None:
+    ds = ShenzhenMontgomery(
+        joint_transform=lambda im, m: (im[:, :32, :32], m[:, :32, :32]),
+        transform=lambda im: 1.0 - im,
+    )
+    raw = ShenzhenMontgomery()[0]
+    item = ds[0]
+    assert item.image.shape == item.mask.shape == (1, 32, 32)
+    torch.testing.assert_close(item.image, 1.0 - raw.image[:, :32, :32])
+    with pytest.raises(ValueError, match="joint_transform needs a dataset with masks"):
+        CovidChestXray(joint_transform=lambda im, m: (im, m))
