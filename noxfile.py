@@ -81,6 +81,22 @@ def bench_ssl_throughput(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench_transforms(session: nox.Session) -> None:
+    """Batched vs per-sample augmentation speed on real Kermany images."""
+    _bench(session, "bench_transforms.py")
+
+
+@nox.session(python=PYTHON)
+def bench_smoke(session: nox.Session) -> None:
+    """Smoke variant of every benchmark (a few minutes in all); the tests run these too."""
+    _install(session)
+    session.run("python", "benchmarks/bench_ssl_throughput.py", "--smoke")
+    session.run("python", "benchmarks/bench_lungseg.py", "--smoke")
+    session.run("python", "benchmarks/bench_attention.py", "speed", "--smoke")
+    session.run("python", "benchmarks/bench_curriculum.py", "--smoke")
+
+
+@nox.session(python=PYTHON)
 def bench_lungseg(session: nox.Session) -> None:
     """Dice/IoU/speed of the bundled lung model vs the baselines."""
     _bench(session, "bench_lungseg.py")

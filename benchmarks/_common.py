@@ -88,6 +88,8 @@ def machine_info() -> dict[str, Any]:
     }
     with contextlib.suppress(AttributeError):
         info["affinity_cores"] = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, AttributeError):
+        info["niceness"] = os.nice(0)
     with contextlib.suppress(OSError):
         info["load_average_1m"] = round(os.getloadavg()[0], 2)
     try:
@@ -148,22 +150,23 @@ def write_results(
     """
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    record = {
+    machine = machine_info()
+    vers = versions()
+    record: dict[str, Any] = {
         "name": name,
         "date": now.isoformat(),
         "command": command,
         "git_commit": _git_commit(),
-        "machine": machine_info(),
-        "versions": versions(),
+        "machine": machine,
+        "versions": vers,
         "config": dict(config or {}),
         "results": rows if isinstance(rows, Mapping) else list(rows),
     }
     json_path = REPO / "benchmarks" / "results" / f"{name}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    machine = record["machine"]
     where = machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_count']} cores)"
-    vers = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
+    vers_text = ", ".join(f"{k} {v}" for k, v in vers.items())
     body = markdown
     if body is None:
         body = markdown_table([rows] if isinstance(rows, Mapping) else rows, columns)
@@ -173,7 +176,7 @@ def write_results(
         f"- Command: `{command}`",
         f"- Machine: {where}; load average at the end {machine.get('load_average_1m', '?')}",
         f"- Date: {now.strftime('%Y-%m-%d %H:%M UTC')}; commit {record['git_commit'] or '?'}",
-        f"- Versions: {vers}",
+        f"- Versions: {vers_text}",
         f"- Raw results: `benchmarks/results/{name}.json`",
         "",
     ]
@@ -181,5 +184,5 @@ def write_results(
         header += [notes.strip(), ""]
     md_path = REPO / "docs" / "benchmarks" / f"{name}.md"
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text("\n".join(header) + body)
+    md_path.write_text("\n".join(header) + "\n" + body)
     return json_path, md_path

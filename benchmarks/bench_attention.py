@@ -16,6 +16,11 @@ epochs): a confounded one (covid-chestxray COVID-19 vs NIH ChestX-ray14 No_findi
 different sources) and a Kermany pneumonia one, then scores held-out images (split by
 patient) with lung masks, with bootstrap CIs by patient, and runs the cascading
 randomisation sanity check. Results go to ``benchmarks/results/attention_*.json``.
+
+``--seg-checkpoint PATH`` runs either command with the ``LungSegmenter`` architecture and
+interim weights (a training checkpoint) instead of the bundled ones. Trained classifiers
+and preprocessed tensors are cached in ``$ATTN_BENCH_CACHE`` (default
+``/tmp/attn_bench``), so a rerun only re-scores.
 """
 
 from __future__ import annotations
@@ -35,10 +40,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cxr_curriculum.attention import LungAttentionScorer, energy_in_mask, save_grid
+from cxr_curriculum.attention import LungAttentionScorer, energy_in_mask, find_layer, save_grid
 from cxr_curriculum.backbones import Backbone
 from cxr_curriculum.data import CovidChestXray, KermanyPneumonia, NIHChestXray14, data_root
 
+#: Label -> (saliency method, target layer). At 64 px, ResNet-18's layer4 map is 2 x 2
+#: and layer3's 4 x 4; input gradients are at full resolution.
+METHODS: dict[str, tuple[str, str | None]] = {
+    "gradcam_layer4": ("gradcam", None),
+    "gradcam_layer3": ("gradcam", "0.body.layer3"),
+    "gradients": ("gradients", None),
+}
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn_bench"))
 
@@ -71,11 +83,26 @@ def _load(ds: Any, idx: list[int], size: int, masks: bool = False) -> tuple[Tens
     return torch.stack(imgs), (torch.stack(ms)[:, 0] if masks else None)
 
 
-def _segmenter() -> tuple[Any, str]:
+def _segmenter(checkpoint: str | None = None) -> tuple[Any, str]:
+    """The bundled LungSegmenter, or (``checkpoint``) the same model with interim weights."""
     try:
         from cxr_curriculum.segmentation import LungSegmenter
 
-        return LungSegmenter(), "LungSegmenter (bundled weights)"
+        if checkpoint is None:
+            return LungSegmenter(), "LungSegmenter (bundled weights)"
+        from safetensors.torch import load_file
+
+        import cxr_curriculum.segmentation.segmenter as segmod
+
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in load_file(checkpoint).items()
+        }
+        original = segmod.load_state_dict
+        segmod.load_state_dict = lambda weights: state
+        try:
+            return LungSegmenter(), f"LungSegmenter architecture with interim weights {checkpoint}"
+        finally:
+            segmod.load_state_dict = original
     except Exception as err:  # weights not bundled yet: say so in the results
         return None, f"unavailable ({type(err).__name__}: {str(err)[:120]})"
 
@@ -91,13 +118,14 @@ def bench_speed(args: argparse.Namespace) -> dict[str, Any]:
     from pytorch_grad_cam import GradCAM as PGCGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    env = _env()
     ds = CovidChestXray(data_root() / "covid-chestxray", with_masks=True)
     images, masks = _load(ds, list(range(args.n)), args.size, masks=True)
     assert masks is not None
     torch.manual_seed(0)
     model = _classifier().eval()
-    layer = model[0].target_layer
-    seg, seg_desc = _segmenter()
+    layer = find_layer(model, None)
+    seg, seg_desc = _segmenter(args.seg_checkpoint)
     supplied = None if seg is not None else masks
     scorer = LungAttentionScorer(seg, method="gradcam", batch_size=args.n)
     with torch.no_grad():
@@ -120,30 +148,40 @@ def bench_speed(args: argparse.Namespace) -> dict[str, Any]:
         lung = seg.predict(images).any(1) if seg is not None else masks == 1
         energy_in_mask(sal, lung)
 
-    def timed(fn: Any) -> dict[str, float]:
+    fns = {"ours_scorer": ours, "pgc_per_image_loop": pgc_loop, "pgc_batched_call": pgc_batched}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
         fn()  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
+    for _ in range(args.repeats):  # interleaved, so that changing machine load hits all alike
+        for name, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
-        med = statistics.median(times)
-        return {"median_s": med, "images_per_s": args.n / med, "times_s": times}
-
-    result = {
-        "env": _env(),
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    result: dict[str, Any] = {
+        "env": env,
         "n_images": args.n,
         "size": args.size,
         "model": "Backbone('resnet18') + Linear(512, 2), random init, eval mode",
         "segmenter": seg_desc,
         "masks": "predicted" if seg is not None else "supplied V7 masks (segmenter not ready)",
-        "ours_scorer": timed(ours),
-        "pgc_per_image_loop": timed(pgc_loop),
-        "pgc_batched_call": timed(pgc_batched),
     }
-    ours_ips = result["ours_scorer"]["images_per_s"]
-    result["speedup_vs_loop"] = ours_ips / result["pgc_per_image_loop"]["images_per_s"]
-    result["speedup_vs_batched"] = ours_ips / result["pgc_batched_call"]["images_per_s"]
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        cpu_med = statistics.median(cpu[name])
+        result[name] = {
+            "median_s": med,
+            "images_per_s": args.n / med,
+            "times_s": ts,
+            "median_cpu_s": cpu_med,
+            "images_per_cpu_s": args.n / cpu_med,
+        }
+    for other, key in (("pgc_per_image_loop", "loop"), ("pgc_batched_call", "batched")):
+        result[f"speedup_vs_{key}"] = result[other]["median_s"] / result["ours_scorer"]["median_s"]
+        result[f"cpu_speedup_vs_{key}"] = (
+            result[other]["median_cpu_s"] / result["ours_scorer"]["median_cpu_s"]
+        )
     return result
 
 
@@ -248,13 +286,16 @@ def run_task(task: str, args: argparse.Namespace, seg: Any, seg_desc: str) -> di
     torch.manual_seed(0)
     model = _classifier()
     t0 = time.perf_counter()
-    if ckpt.exists():
+    sidecar = ckpt.with_suffix(".json")
+    if ckpt.exists() and sidecar.exists():
         model.load_state_dict(torch.load(ckpt, weights_only=True))
-        losses: list[float] = []
+        info = json.loads(sidecar.read_text())
+        losses, train_s = info["losses"], info["train_s"]
     else:
         losses = _train(model, data["x_train"], data["y_train"], args.epochs, 0)
+        train_s = time.perf_counter() - t0
         torch.save(model.state_dict(), ckpt)
-    train_s = time.perf_counter() - t0
+        sidecar.write_text(json.dumps({"losses": losses, "train_s": train_s}))
     model.eval()
     with torch.no_grad():
         logits = torch.cat([model(b) for b in data["x_test"].split(64)])
@@ -276,62 +317,63 @@ def run_task(task: str, args: argparse.Namespace, seg: Any, seg_desc: str) -> di
         pick += sorted(g.sample(pool, min(args.n_score // 2, len(pool))))
     x = data["x_test"][pick]
     pids = [data["pid_test"][i] for i in pick]
-    scorer = LungAttentionScorer(seg, method="gradcam", batch_size=32, exclude_flagged=True)
-    reports: dict[str, Any] = {}
+    has = [i for i, j in enumerate(pick) if bool(data["has_mask"][j])]
+    subsets: list[tuple[str, list[int], Tensor | None]] = []
     if data["masks_test"] is not None:
-        has = [i for i, j in enumerate(pick) if bool(data["has_mask"][j])]
-        rep = scorer.score(
-            model, x[has], masks=data["masks_test"][pick][has], patient_ids=[pids[i] for i in has]
-        )
-        reports["covid_test_v7_masks"] = rep
+        subsets.append(("covid_test_v7_masks", has, data["masks_test"][pick][has]))
     if seg is not None:
-        reports["all_test_predicted_masks"] = scorer.score(model, x, patient_ids=pids)
-        for c in (0, 1):
+        subsets.append(("all_test_predicted_masks", list(range(len(pick))), None))
+        for c, cname in enumerate(data["classes"]):
             idx = [i for i, j in enumerate(pick) if int(y[j]) == c]
-            reports[f"class_{c}_predicted_masks"] = scorer.score(
-                model, x[idx], patient_ids=[pids[i] for i in idx]
-            )
+            subsets.append((f"{cname.replace(' ', '_')}_predicted_masks", idx, None))
     out["mask_source"] = seg_desc
-    out["scores"] = {}
-    for name, rep in reports.items():
-        out["scores"][name] = {
-            "n_images": len(rep),
-            "aggregate": {
-                k: rep.aggregate[k].to_dict()
-                for k in (
-                    "energy_in_mask",
-                    "lift",
-                    "pointing_game",
-                    "rank_accuracy",
-                    "area_fraction",
-                )
-            },
-            "n_empty_maps": sum(r["saliency_empty"] for r in rep.rows),
-            "n_flagged_masks": rep.meta["n_flagged_masks"],
-        }
-        assert rep.saliency is not None and rep.masks is not None
-        k = min(8, len(rep))
-        save_grid(
-            RESULTS / f"attention_{task}_{name}.png",
-            x[:k] if name != "covid_test_v7_masks" else x[has][:k],
-            rep.saliency[:k],
-            rep.masks[:k],
-            ncol=4,
-        )
-    # Sanity check on 16 images with masks (supplied V7 or predicted).
-    if "covid_test_v7_masks" in reports or seg is not None:
-        if data["masks_test"] is not None:
-            sx, sm = x[has][:16], data["masks_test"][pick][has][:16]
-        else:
-            sx, sm = x[:16], None
-        t0 = time.perf_counter()
-        res = scorer.sanity_check(model, sx, masks=sm, max_steps=5)
-        out["sanity_check"] = {"rows": res.rows, "seconds": time.perf_counter() - t0}
+    out["scores"], out["compare"], out["sanity_check"] = {}, {}, {}
+    main = ("energy_in_mask", "lift", "pointing_game", "rank_accuracy", "area_fraction")
+    for sub, idx, masks in subsets:
+        reports = {}
+        for label, (method, layer) in METHODS.items():
+            scorer = LungAttentionScorer(
+                seg, method, layer, batch_size=32, exclude_flagged=True, seed=0
+            )
+            rep = scorer.score(model, x[idx], masks=masks, patient_ids=[pids[i] for i in idx])
+            reports[label] = rep
+            out["scores"][f"{label}/{sub}"] = {
+                "n_images": len(rep),
+                "aggregate": {k: rep.aggregate[k].to_dict() for k in main},
+                "n_empty_maps": sum(r["saliency_empty"] for r in rep.rows),
+                "n_flagged_masks": rep.meta["n_flagged_masks"],
+            }
+            if sub.startswith(("covid_test", "all_test")):
+                assert rep.saliency is not None and rep.masks is not None
+                sel = torch.linspace(0, len(rep) - 1, min(8, len(rep))).round().long()
+                big = F.interpolate(x[idx][sel], scale_factor=2, mode="bilinear")  # display
+                path = RESULTS / f"attention_{task}_{label}_{sub}.png"
+                save_grid(path, big, rep.saliency[sel], rep.masks[sel])
+        base = LungAttentionScorer(seg, batch_size=32)
+        for label in list(METHODS)[1:]:
+            for metric in ("energy_in_mask", "lift"):
+                cmp = base.compare(reports[label], reports["gradcam_layer4"], metric)
+                out["compare"][f"{label}-gradcam_layer4/{sub}/{metric}"] = cmp.to_dict()
+    # Sanity check on 16 images with masks (supplied V7 where there are, else predicted).
+    if subsets:
+        sub, idx, masks = subsets[0]
+        chosen = idx[:: max(1, len(idx) // 16)][:16]
+        sm = None if masks is None else masks[[idx.index(i) for i in chosen]]
+        for label in ("gradcam_layer4", "gradients"):
+            method, layer = METHODS[label]
+            scorer = LungAttentionScorer(seg, method, layer, batch_size=32)
+            t0 = time.perf_counter()
+            res = scorer.sanity_check(model, x[chosen], masks=sm, max_steps=5)
+            out["sanity_check"][label] = {
+                "images": sub,
+                "rows": res.rows,
+                "seconds": time.perf_counter() - t0,
+            }
     return out
 
 
 def bench_experiment(args: argparse.Namespace) -> dict[str, Any]:
-    seg, seg_desc = _segmenter()
+    seg, seg_desc = _segmenter(args.seg_checkpoint)
     result: dict[str, Any] = {"env": _env(), "size": args.size, "epochs": args.epochs}
     for task in args.tasks:
         t0 = time.perf_counter()
@@ -360,6 +402,8 @@ def main() -> None:
     ex.add_argument("--tasks", nargs="+", default=["confounded", "kermany"])
     ex.add_argument("--out", default="attention_experiment.json")
     sp.add_argument("--out", default="attention_speed.json")
+    for p in (sp, ex):
+        p.add_argument("--seg-checkpoint", default=None, help="interim LungNet safetensors")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -368,7 +412,8 @@ def main() -> None:
     path.write_text(json.dumps(result, indent=2, default=float))
     print(f"wrote {path}")
     if args.cmd == "speed":
-        print({k: result[k] for k in ("segmenter", "speedup_vs_loop", "speedup_vs_batched")})
+        keys = ("segmenter", "speedup_vs_loop", "speedup_vs_batched", "cpu_speedup_vs_loop")
+        print({k: result[k] for k in keys})
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import write_results  # noqa: E402
-
+from _common import write_results
 from cxr_curriculum import Backbone, Curriculum, LungAttentionScorer, LungSegmenter, Stage
 from cxr_curriculum.data import (
     CovidChestXray,
@@ -64,15 +63,23 @@ def _imagenet_backbone() -> tuple[Backbone | None, str]:
         return None, f"not measured here: {type(err).__name__}: {str(err).splitlines()[0]}"
 
 
-def _pretrain(arm: list[tuple[str, Any, int]], pool: Any, args: argparse.Namespace,
-              seed: int, run_dir: Path) -> tuple[Backbone, float]:
+def _pretrain(
+    arm: list[tuple[str, Any, int]], pool: Any, args: argparse.Namespace, seed: int, run_dir: Path
+) -> tuple[Backbone, float]:
     torch.manual_seed(seed)
     backbone = Backbone(args.arch)
     if not arm:
         return backbone, 0.0
     stages = [
-        Stage(factory(), data=pool, steps=n, batch_size=args.batch_size,
-              image_size=args.image_size, name=name, num_workers=args.workers)
+        Stage(
+            factory(),
+            data=pool,
+            steps=n,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            name=name,
+            num_workers=args.workers,
+        )
         for name, factory, n in arm
     ]
     start = time.perf_counter()
@@ -110,9 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     root = data_root()
     kermany_train = KermanyPneumonia(root / "kermany-pneumonia", split="train")
     kermany_test = KermanyPneumonia(root / "kermany-pneumonia", split="test")
-    pool = ImagePool(kermany_train, CovidChestXray(root / "covid-chestxray"),
-                     NIHChestXray14(root / "nih-chestxray14-subset"),
-                     ShenzhenMontgomery(root / "shenzhen-montgomery-tb"))
+    pool = ImagePool(
+        kermany_train,
+        CovidChestXray(root / "covid-chestxray"),
+        NIHChestXray14(root / "nih-chestxray14-subset"),
+        ShenzhenMontgomery(root / "shenzhen-montgomery-tb"),
+    )
     if args.smoke:
         kermany_train = Subset(kermany_train, range(0, len(kermany_train), 40))  # type: ignore[assignment]
         kermany_test = Subset(kermany_test, range(0, len(kermany_test), 12))  # type: ignore[assignment]
@@ -123,8 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     attn_idx = list(range(0, len(kermany_test), max(1, len(kermany_test) // args.attention_images)))
     attn_idx = attn_idx[: args.attention_images]
     attn_images = torch.stack([kermany_test[i][0] for i in attn_idx])
-    attn_images = torch.nn.functional.interpolate(attn_images, size=(args.image_size,) * 2,
-                                                  mode="bilinear", align_corners=False)
+    attn_images = torch.nn.functional.interpolate(
+        attn_images, size=(args.image_size,) * 2, mode="bilinear", align_corners=False
+    )
     attn_masks = segmenter.predict(attn_images).any(dim=1)
     attn_labels = [int(kermany_test[i][1]) for i in attn_idx]
 
@@ -134,8 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         for arm_name, arm in _arms(args.steps).items():
             run_dir = args.run_dir / f"seed{seed}" / arm_name.replace("->", "_")
             backbones[arm_name] = _pretrain(arm, pool, args, seed, run_dir)
-            print(f"[seed {seed}] pretrained {arm_name} in {backbones[arm_name][1]:.0f} s",
-                  flush=True)
+            print(
+                f"[seed {seed}] pretrained {arm_name} in {backbones[arm_name][1]:.0f} s", flush=True
+            )
         if imagenet is not None:
             backbones["imagenet"] = (imagenet, 0.0)
         for fraction in args.fractions:
@@ -148,16 +160,27 @@ def main(argv: list[str] | None = None) -> None:
                     elif protocol == "linear_probe":
                         res = linear_probe(backbone, kermany_train, kermany_test, **kw)
                     else:
-                        res = fine_tune(copy.deepcopy(backbone), kermany_train, kermany_test,
-                                        steps=args.finetune_steps, **kw)
+                        res = fine_tune(
+                            copy.deepcopy(backbone),
+                            kermany_train,
+                            kermany_test,
+                            steps=args.finetune_steps,
+                            **kw,
+                        )
                     scores[(arm_name, protocol)] = res
-                    row = {"seed": seed, "fraction": fraction, "arm": arm_name,
-                           "protocol": protocol, "pretrain_seconds": round(pre_s, 1),
-                           **_summary(res)}
+                    row = {
+                        "seed": seed,
+                        "fraction": fraction,
+                        "arm": arm_name,
+                        "protocol": protocol,
+                        "pretrain_seconds": round(pre_s, 1),
+                        **_summary(res),
+                    }
                     if protocol == "fine_tune" and res.model is not None:
                         scorer = LungAttentionScorer(segmenter=segmenter, method="gradcam")
-                        rep = scorer.score(res.model.eval(), attn_images, targets=attn_labels,
-                                           masks=attn_masks)
+                        rep = scorer.score(
+                            res.model.eval(), attn_images, targets=attn_labels, masks=attn_masks
+                        )
                         row["energy_in_lungs"] = rep.aggregate["energy_in_mask"]
                         row["lift"] = rep.aggregate["lift"]
                     rows.append(row)
@@ -167,15 +190,29 @@ def main(argv: list[str] | None = None) -> None:
                 for arm_name in backbones:
                     if arm_name == "scratch":
                         continue
-                    cmp = paired_auroc_test(scores[(arm_name, protocol)].positive_scores,
-                                            base.positive_scores, base.labels,
-                                            n_resamples=1000, seed=seed,
-                                            groups=base.patient_ids)
-                    rows.append({"seed": seed, "fraction": fraction, "arm": arm_name,
-                                 "protocol": protocol, "vs": "scratch", **cmp.to_dict()})
-    write_results("bench_curriculum" if args.name is None else args.name, rows,
-                  config={**vars(args), "run_dir": str(args.run_dir),
-                          "imagenet": imagenet_status})
+                    cmp = paired_auroc_test(
+                        scores[(arm_name, protocol)].positive_scores,
+                        base.positive_scores,
+                        base.labels,
+                        n_resamples=1000,
+                        seed=seed,
+                        groups=base.patient_ids,
+                    )
+                    rows.append(
+                        {
+                            "seed": seed,
+                            "fraction": fraction,
+                            "arm": arm_name,
+                            "protocol": protocol,
+                            "vs": "scratch",
+                            **cmp.to_dict(),
+                        }
+                    )
+    write_results(
+        "bench_curriculum" if args.name is None else args.name,
+        rows,
+        config={**vars(args), "run_dir": str(args.run_dir), "imagenet": imagenet_status},
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ them), timed interleaved in one run; plus the speed at the model's own resolutio
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/bench_lungseg.py --fp32-state runs/lungseg/last.safetensors
+    PYTHONPATH=src python benchmarks/bench_lungseg.py --fp32-state runs/lungseg/last.safetensors \\
+        --figures docs/img
 
 Writes ``benchmarks/results/lungseg.json`` and, with ``--figures``, pictures to docs/img/.
 """
@@ -29,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor
-from train_lungseg import load_split
 
 from cxr_curriculum.segmentation import (
     LungSegmenter,
@@ -38,6 +38,7 @@ from cxr_curriculum.segmentation import (
     iou_score,
 )
 from cxr_curriculum.segmentation.targets import IGNORE_INDEX
+from train_lungseg import load_split
 
 Predictor = Callable[[Tensor], Tensor]
 
@@ -100,15 +101,92 @@ def pspnet_standin() -> Predictor:
     return run
 
 
+def _overlay(ax: object, image: Tensor, masks: Tensor, title: str) -> None:
+    """Show an image with the right lung in red and the left lung in blue."""
+    rgb = image[0].repeat(3, 1, 1).permute(1, 2, 0).numpy().copy()
+    for channel, colour in ((0, (1.0, 0.2, 0.2)), (1, (0.2, 0.4, 1.0))):
+        m = masks[channel].numpy()
+        rgb[m] = 0.55 * rgb[m] + 0.45 * torch.tensor(colour).numpy()
+    ax.imshow(rgb)  # type: ignore[attr-defined]
+    ax.set_title(title, fontsize=7)  # type: ignore[attr-defined]
+    ax.axis("off")  # type: ignore[attr-defined]
+
+
+def figures(
+    seg: LungSegmenter,
+    val: list[tuple[Tensor, Tensor, str]],
+    dice: list[float],
+    kermany: list[Path],
+    img_dir: Path,
+) -> dict[str, object]:
+    """Validation predictions (best, median, worst) and pediatric (Kermany) predictions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cxr_curriculum.data import read_image
+
+    img_dir.mkdir(parents=True, exist_ok=True)
+    order = sorted(range(len(dice)), key=lambda i: dice[i])
+    picks = [
+        order[-1],
+        order[-2],
+        order[len(order) // 2],
+        order[len(order) // 4],
+        order[1],
+        order[0],
+    ]
+    fig, axes = plt.subplots(2, 6, figsize=(12, 4.4))
+    for col, i in enumerate(picks):
+        image, target, src = val[i]
+        truth = torch.stack([target == 1, target == 2])
+        _overlay(axes[0, col], image, truth, f"{src} truth")
+        _overlay(axes[1, col], image, seg.predict(image[None])[0], f"predicted, Dice {dice[i]:.3f}")
+    fig.tight_layout()
+    fig.savefig(img_dir / "lungseg_val.png", dpi=90)
+    plt.close(fig)
+    images = [read_image(p) for p in kermany]
+    quality = [seg.predict_with_quality(im) for im in images]
+    fig, axes = plt.subplots(1, 6, figsize=(12, 2.4))
+    for ax, im, q, path in zip(axes, images, quality, kermany, strict=True):
+        verdict = "ok" if q.quality[0].ok else "flagged"
+        _overlay(ax, im, q.masks[0], f"{path.parent.name} {verdict}")
+    fig.tight_layout()
+    fig.savefig(img_dir / "lungseg_kermany.png", dpi=90)
+    plt.close(fig)
+    return {
+        "kermany_shown": [str(p.name) for p in kermany],
+        "kermany_flagged": [not q.quality[0].ok for q in quality],
+        "kermany_reasons": [list(q.quality[0].reasons) for q in quality],
+    }
+
+
+def kermany_quality(seg: LungSegmenter, files: list[Path]) -> dict[str, float]:
+    """Share of pediatric images whose mask fails the quality check."""
+    from cxr_curriculum.data import read_image
+
+    flags = [not seg.predict_with_quality(read_image(p)).quality[0].ok for p in files]
+    return {"n": len(files), "flagged_fraction": sum(flags) / len(files)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threads", type=int, default=1, help="1 is fastest on a shared, oversubscribed CPU"
+    )
     p.add_argument("--speed-images", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--fp32-state", type=Path, default=None,
-                   help="the fp32 training state, to check the fp16 bundle against it")
+    p.add_argument(
+        "--fp32-state",
+        type=Path,
+        default=None,
+        help="the fp32 training state, to check the fp16 bundle against it",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/lungseg.json"))
+    p.add_argument("--figures", type=Path, default=None, help="folder for pictures (docs/img)")
+    p.add_argument("--kermany", type=int, default=40, help="pediatric images for the quality check")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -116,8 +194,9 @@ def main() -> None:
     seg = LungSegmenter()
     results: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, "
-                   f"torch threads={torch.get_num_threads()}",
-        "weights": seg.weights.name, "input_size": seg.input_size,
+        f"torch threads={torch.get_num_threads()}",
+        "weights": seg.weights.name,
+        "input_size": seg.input_size,
         "n_val": len(val),
     }
     results["lungsegmenter"] = evaluate(seg.predict, val)
@@ -127,28 +206,59 @@ def main() -> None:
         seg32.model.load_state_dict(load_file(str(args.fp32_state)))
         results["lungsegmenter_fp32"] = evaluate(seg32.predict, val)
         print("fp32", json.dumps(results["lungsegmenter_fp32"]["all"]), flush=True)  # type: ignore[index]
+    seg.postprocess = False
+    results["lungsegmenter_no_postprocess"] = evaluate(seg.predict, val)
+    seg.postprocess = True
+    print("no postprocess", json.dumps(results["lungsegmenter_no_postprocess"]["all"]), flush=True)  # type: ignore[index]
     results["classical"] = evaluate(classical_lung_masks, val)
     print("classical", json.dumps(results["classical"]["all"]), flush=True)  # type: ignore[index]
 
-    batch = torch.stack([
-        F.interpolate(img[None], size=(512, 512), mode="bilinear", antialias=True)[0]
-        for img, _, _ in val[: args.speed_images]
-    ]).clamp(0, 1)
+    batch = torch.stack(
+        [
+            F.interpolate(img[None], size=(512, 512), mode="bilinear", antialias=True)[0]
+            for img, _, _ in val[: args.speed_images]
+        ]
+    ).clamp(0, 1)
     speed = time_interleaved(
-        {"lungsegmenter_512": seg.predict, "pspnet_resnet101_512": pspnet_standin(),
-         "classical_512": classical_lung_masks},
-        batch, args.repeats,
+        {
+            "lungsegmenter_512": seg.predict,
+            "pspnet_resnet101_512": pspnet_standin(),
+            "classical_512": classical_lung_masks,
+        },
+        batch,
+        args.repeats,
     )
-    small = F.interpolate(batch, size=(seg.input_size, seg.input_size), mode="bilinear",
-                          antialias=True)
-    speed.update({f"{k}_{seg.input_size}": v for k, v in time_interleaved(
-        {"lungsegmenter": seg.predict, "lungnet_forward_only": torch.no_grad()(seg.model)},
-        small, args.repeats).items()})
+    small = F.interpolate(
+        batch, size=(seg.input_size, seg.input_size), mode="bilinear", antialias=True
+    )
+    speed.update(
+        {
+            f"{k}_{seg.input_size}": v
+            for k, v in time_interleaved(
+                {"lungsegmenter": seg.predict, "lungnet_forward_only": torch.no_grad()(seg.model)},
+                small,
+                args.repeats,
+            ).items()
+        }
+    )
     speed["ratio_lungsegmenter_vs_pspnet_512"] = (
         speed["lungsegmenter_512"] / speed["pspnet_resnet101_512"]
     )
     results["speed_images_per_s"] = speed
     print("speed", json.dumps(speed), flush=True)
+    from cxr_curriculum.data import data_root
+
+    ker_root = data_root() / "kermany-pneumonia" / "test"
+    ker = (
+        sorted((ker_root / "NORMAL").glob("*.jpeg"))[: args.kermany // 2]
+        + sorted((ker_root / "PNEUMONIA").glob("*.jpeg"))[: args.kermany // 2]
+    )
+    results["kermany_pediatric_quality"] = kermany_quality(seg, ker)
+    print("kermany", json.dumps(results["kermany_pediatric_quality"]), flush=True)
+    if args.figures is not None:
+        shown = ker[:3] + ker[args.kermany // 2 : args.kermany // 2 + 3]
+        per_image = results["lungsegmenter"]["per_image_dice_both"]  # type: ignore[index]
+        results["figures"] = figures(seg, val, per_image, shown, args.figures)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")

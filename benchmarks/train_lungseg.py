@@ -44,13 +44,14 @@ from cxr_curriculum.segmentation.model import LungNet
 from cxr_curriculum.segmentation.targets import IGNORE_INDEX, split_lungs
 from cxr_curriculum.transforms.augment import XRayAugment
 
-CACHE_SIZE = 160  # images are squashed to this square once, then augmented to --size
+CACHE_SCALE = 1.25  # images are squashed to a square of 1.25 x --size once, then augmented
 
 
 def _squash(image: Tensor, target: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Resize ``(1, H, W)`` image (antialiased bilinear) and ``(H, W)`` target (nearest)."""
-    img = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
-                        align_corners=False)[0].clamp(0, 1)
+    img = F.interpolate(
+        image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0].clamp(0, 1)
     tgt = F.interpolate(target[None, None].float(), size=(size, size), mode="nearest")[0, 0]
     return img, tgt.to(torch.uint8)
 
@@ -120,12 +121,25 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = load_split(args.seed)
-    train_set = [_squash(img, tgt, CACHE_SIZE) for img, tgt, _ in data["train"]]
+    cache = round(CACHE_SCALE * args.size)
+    train_set = [_squash(img, tgt, cache) for img, tgt, _ in data["train"]]
     val_set = [_squash(img, tgt, args.size) for img, tgt, _ in data["val"]]
-    print(f"loaded {len(train_set)} train / {len(val_set)} val pairs in "
-          f"{time.perf_counter() - t0:.0f}s", flush=True)
-    aug = XRayAugment(image_size=args.size, scale=(0.6, 1.0), rotation=10.0, brightness=0.2,
-                      contrast=0.2, gamma=(0.8, 1.25), blur_p=0.2, noise_std=0.02, hflip_p=0.0)
+    print(
+        f"loaded {len(train_set)} train / {len(val_set)} val pairs in "
+        f"{time.perf_counter() - t0:.0f}s",
+        flush=True,
+    )
+    aug = XRayAugment(
+        image_size=args.size,
+        scale=(0.6, 1.0),
+        rotation=10.0,
+        brightness=0.2,
+        contrast=0.2,
+        gamma=(0.8, 1.25),
+        blur_p=0.2,
+        noise_std=0.02,
+        hflip_p=0.0,
+    )
     gen = torch.Generator().manual_seed(args.seed)
     model = LungNet()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -150,8 +164,11 @@ def train(args: argparse.Namespace) -> None:
             opt.step()
             running += loss.item()
             step += 1
-        record = {"epoch": epoch + 1, "loss": running / steps_per_epoch,
-                  "seconds": time.perf_counter() - te}
+        record = {
+            "epoch": epoch + 1,
+            "loss": running / steps_per_epoch,
+            "seconds": time.perf_counter() - te,
+        }
         if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
             record.update({f"val_dice_{k}": v for k, v in evaluate(model, val_set).items()})
             if record["val_dice_both"] > best:
@@ -185,14 +202,18 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=2, help="warm-up epochs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="1 is fastest on a shared, oversubscribed CPU")
+    p.add_argument(
+        "--threads", type=int, default=1, help="1 is fastest on a shared, oversubscribed CPU"
+    )
     p.add_argument("--eval-every", type=int, default=2)
     p.add_argument("--deadline", default=None, help="ISO time after which training stops early")
     p.add_argument("--out", default="runs/lungseg")
     p.add_argument("--export", type=Path, default=None, help="state dict to export as fp16")
-    p.add_argument("--export-to", type=Path,
-                   default=Path("src/cxr_curriculum/segmentation/weights/lungnet_regnetx002_128.safetensors"))
+    p.add_argument(
+        "--export-to",
+        type=Path,
+        default=Path("src/cxr_curriculum/segmentation/weights/lungnet_regnetx002_128.safetensors"),
+    )
     args = p.parse_args()
     if args.export is not None:
         export(args.export, args.export_to)

@@ -188,6 +188,38 @@ def test_embedding_std_separates_spread_from_collapse() -> None:
         embedding_std(torch.randn(1, 4))
 
 
+@pytest.mark.parametrize(("amp", "fp16"), [("bf16", False), ("fp16", True)])
+def test_amp_and_channels_last_code_paths_run_on_cpu(amp: str, fp16: bool) -> None:
+    stage = Stage(TinyRotation(), NoiseImages(16), steps=2, batch_size=8, image_size=32)
+    cur = Curriculum([stage], amp=amp, channels_last=True, log_every=1)  # type: ignore[arg-type]
+    bb = TinyBackbone()
+    before = _weights(bb)
+    (res,) = cur.iter_stages(bb)
+    assert cur._run is not None and cur._run.amp_dtype == (
+        torch.float16 if fp16 else torch.bfloat16
+    )
+    assert all(math.isfinite(r["loss"]) for r in res.metrics)
+    assert any(not torch.equal(v, before[k]) for k, v in bb.state_dict().items())
+    assert all(p.dtype == torch.float32 for p in bb.parameters())  # autocast, not casting
+
+
+def test_sync_batchnorm_conversion_is_undone_with_state_kept() -> None:
+    from cxr_curriculum.curriculum.distributed import revert_sync_batchnorm
+
+    bb = TinyBackbone()
+    bb.body[1].running_mean.fill_(0.5)
+    state = _weights(bb)
+    nn.SyncBatchNorm.convert_sync_batchnorm(bb)
+    assert isinstance(bb.body[1], nn.SyncBatchNorm)
+    revert_sync_batchnorm(bb)
+    assert type(bb.body[1]) is nn.BatchNorm2d
+    assert all(torch.equal(v, state[k]) for k, v in bb.state_dict().items())
+
+
+def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
 # ----------------------------------------------------------------------------- ordering
 def test_rank_orders_ranks_by_proxy_and_is_reproducible() -> None:
     data = NoiseImages(16)

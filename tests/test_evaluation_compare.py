@@ -96,6 +96,9 @@ def test_paired_auroc_test_detects_a_clear_difference() -> None:
     assert cmp.p_bootstrap < 0.01 and cmp.delong.p_value < 1e-6
     again = paired_auroc_test(good, noise, y, n_resamples=500, seed=0)
     assert again == cmp
+    flat = cmp.to_dict()
+    assert flat["difference"] == cmp.difference and flat["delong_p_value"] == cmp.delong.p_value
+    assert "delong" not in flat
     # Patient clusters: each patient has two images; the interval is reproducible too.
     groups = [f"p{i // 2}" for i in range(200)]
     clustered = paired_auroc_test(good, noise, y, n_resamples=300, groups=groups)

@@ -125,6 +125,10 @@ def test_linear_probe_and_knn_on_separable_features() -> None:
     with torch.no_grad():
         direct = torch.softmax(probe.model(torch.stack([test[i].image for i in range(20)])), 1)
     assert torch.allclose(direct, probe.scores, atol=1e-5)
+    ci = probe.confidence_interval("accuracy", n_resamples=50)
+    assert ci.low == ci.high == 1.0  # every resample is classified perfectly
+    with pytest.raises(ValueError, match="unknown metric"):
+        probe.confidence_interval("precision")
     knn = knn_evaluate(MeanFeature(), train, test, image_size=40, k=5)
     assert knn.metrics()["accuracy"] == 1.0 and knn.protocol == "knn"
     assert knn.patient_ids == tuple(test.patient_ids)

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cxr_curriculum.losses import BarlowTwinsLoss, NTXentLoss, VICRegLoss
+from cxr_curriculum.losses import BarlowTwinsLoss, MemoryQueue, NTXentLoss, VICRegLoss
 
 WORLD = 2
 N_LOCAL = 4
@@ -44,13 +44,16 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             loss = loss_fn(a, b)
             loss.backward()
             results[name] = (loss.detach(), a.grad, b.grad)
+        queue = MemoryQueue(size=3 * WORLD * N_LOCAL, dim=DIM, gather_distributed=True)
+        queue.enqueue(z1[rows])  # MoCo: every rank enqueues the keys of all ranks
+        results["queue"] = (queue.queue.clone(), queue.ptr.clone())
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_gathered_losses_equal_single_process_on_concatenated_batch(tmp_path: Path) -> None:
+def test_gathered_losses_equal_single_process_and_queues_agree(tmp_path: Path) -> None:
     if not dist.is_available():
         pytest.skip("torch.distributed is not available")
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
@@ -70,3 +73,9 @@ def test_gathered_losses_equal_single_process_on_concatenated_batch(tmp_path: Pa
         grad1 = torch.cat([r[name][2] for r in per_rank]) / WORLD
         torch.testing.assert_close(grad0, a.grad, atol=1e-5, rtol=1e-4, msg=name)
         torch.testing.assert_close(grad1, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    # MoCo queue under DDP: identical on every rank, keys in rank order
+    for r in per_rank:
+        queue, ptr = r["queue"]
+        torch.testing.assert_close(queue[: WORLD * N_LOCAL], z1)
+        torch.testing.assert_close(queue, per_rank[0]["queue"][0])
+        assert int(ptr) == WORLD * N_LOCAL

@@ -37,3 +37,14 @@ def test_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     namespace: dict[str, object] = {"__name__": "__readme__"}
     exec(compile(code, "README.md#quickstart", "exec"), namespace)
     assert "report" in namespace
+
+
+@pytest.mark.slow
+def test_docs_quickstart_script_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, "docs/quickstart.md has no python example"
+    monkeypatch.chdir(tmp_path)
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"docs/quickstart.md#{i}", "exec"), {"__name__": "__docs__"})
+    assert (tmp_path / "runs" / "quickstart").is_dir()

@@ -266,7 +266,12 @@ class Curriculum:
         plan = StagePlan(index, mix_seed(self.seed, index), metrics, resume)
         if manifest is not None and run.dist.is_main and folder is not None:
             manifest.mark(index, "running")
-            plan.save = lambda state: manifest.save_partial(index, folder / "last.pt", state)
+
+            def save(state: dict[str, Any]) -> None:
+                manifest.save_partial(index, folder / "last.pt", state)
+                metrics.write_json(stage=stage.label, index=index, steps_done=state["step"])
+
+            plan.save = save
             plan.fail = lambda exc: manifest.mark(index, "failed", error=str(exc))
         sync = self.sync_batchnorm and run.dist.distributed
         if sync:

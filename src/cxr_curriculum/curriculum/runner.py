@@ -129,6 +129,9 @@ class _Loop:
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": capture_rng(),
             "metrics": list(self.plan.metrics.rows),
+            # the sampler and per-sample views are functions of (seed, epoch, position)
+            "sampler": {"seed": self.plan.seed, "epoch": self.step // self.per_epoch,
+                        "batches_done": self.step % self.per_epoch},
         }  # fmt: skip
 
     def loader(self, epoch: int, in_epoch: int) -> DataLoader[Any]:
@@ -226,7 +229,8 @@ def train_stage(stage: Stage, backbone: nn.Module, plan: StagePlan, run: RunSett
         if plan.resume is not None:
             loop.restore(plan.resume)
         if info.distributed:
-            ids = [run.device.index] if run.device.type == "cuda" else None
+            cuda = run.device.type == "cuda"
+            ids = [run.device.index or torch.cuda.current_device()] if cuda else None
             loop.model = DistributedDataParallel(
                 loop.model, device_ids=ids, find_unused_parameters=run.find_unused_parameters
             )

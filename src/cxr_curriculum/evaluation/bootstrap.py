@@ -79,10 +79,14 @@ def bootstrap_indices(
     order = torch.argsort(codes, stable=True)
     counts = torch.bincount(codes, minlength=n_groups)
     starts = torch.cumsum(counts, 0) - counts
-    members = [order[s : s + c] for s, c in zip(starts.tolist(), counts.tolist(), strict=True)]
+    # members[g, j]: j-th item of group g, padded with -1 to the largest group.
+    rank = torch.arange(n) - starts[codes[order]]
+    members = torch.full((n_groups, int(counts.max())), -1, dtype=torch.long)
+    members[codes[order], rank] = order
     out = []
     for draw in torch.randint(0, n_groups, (n_resamples, n_groups), generator=generator):
-        out.append(torch.cat([members[g] for g in draw.tolist()]))
+        picked = members[draw].flatten()
+        out.append(picked[picked >= 0])
     return out
 
 

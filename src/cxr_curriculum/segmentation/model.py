@@ -10,12 +10,12 @@ deviation inside the module, so the network takes the project's ``[0, 1]`` image
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-__all__ = ["LungNet", "ModelSpec"]
+__all__ = ["CLASSES", "LungNet", "ModelSpec", "count_parameters"]
 
 #: Output classes of the network, in channel order.
 CLASSES: tuple[str, ...] = ("background", "right_lung", "left_lung")
@@ -64,13 +64,16 @@ class LungNet(nn.Module):
         import segmentation_models_pytorch as smp  # heavy import, only when a net is built
 
         self.spec = spec if spec is not None else ModelSpec()
-        self.net = smp.Unet(
-            self.spec.encoder,
-            encoder_weights=None,
-            in_channels=1,
-            classes=self.spec.classes,
-            decoder_channels=self.spec.decoder_channels,
-        )
+        with warnings.catch_warnings():
+            # smp >= 0.5 deprecates the ``timm-`` encoder names; the weights' keys use it.
+            warnings.filterwarnings("ignore", message=".*timm-. encoders are deprecated")
+            self.net = smp.Unet(
+                self.spec.encoder,
+                encoder_weights=None,
+                in_channels=1,
+                classes=self.spec.classes,
+                decoder_channels=self.spec.decoder_channels,
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """Standardise each image by its own statistics and return logits ``(B, 3, H, W)``."""
@@ -85,8 +88,3 @@ class LungNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters of ``model``."""
     return sum(int(p.numel()) for p in model.parameters())
-
-
-def _smoke() -> None:  # pragma: no cover - manual check
-    net = LungNet()
-    print(net(torch.rand(2, 1, 64, 64)).shape, count_parameters(net))

@@ -132,17 +132,13 @@ class LungSegmenter:
             f"device={self.device})"
         )
 
-    @torch.no_grad()
-    def predict_proba(self, images: ImageInput) -> Tensor:
-        """Class probabilities at the input's resolution.
+    def _logits(self, images: ImageInput, *, margins: bool = False) -> Tensor:
+        """Logits at the input's resolution, on the input's device.
 
-        Args:
-            images: ``(B, 1, H, W)`` float in ``[0, 1]``, or one image as a path, PIL
-                image, numpy array or ``(1, H, W)`` tensor.
-
-        Returns:
-            ``float32`` ``(B, 3, H, W)`` on ``images``' device: background, right lung,
-            left lung (softmax).
+        With ``margins``, returns the two lung logits minus the background logit
+        ``(B, 2, H, W)`` instead of ``(B, 3, H, W)``: bilinear resizing is linear, so
+        the class with the largest resized logit is read from these two maps alone,
+        and only two channels are resized to full resolution.
         """
         batch = as_batch(images)
         height, width = batch.shape[-2:]
@@ -152,11 +148,29 @@ class LungSegmenter:
             x = batch[start : start + self.batch_size].to(self.device, torch.float32)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
             logits = self.model(x.clamp(0.0, 1.0))
-            logits = F.interpolate(
-                logits, size=(height, width), mode="bilinear", align_corners=False
+            if margins:
+                logits = logits[:, 1:] - logits[:, :1]
+            chunks.append(
+                F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
             )
-            chunks.append(logits.softmax(1))
         return torch.cat(chunks).to(batch.device)
+
+    @torch.no_grad()
+    def predict_proba(self, images: ImageInput) -> Tensor:
+        """Class probabilities at the input's resolution (no post-processing).
+
+        The image is resized (antialiased bilinear) to the model's square input, and
+        the logits are resized back (bilinear) before the softmax.
+
+        Args:
+            images: ``(B, 1, H, W)`` float in ``[0, 1]``, or one image as a path, PIL
+                image, numpy array or ``(1, H, W)`` tensor.
+
+        Returns:
+            ``float32`` ``(B, 3, H, W)`` on ``images``' device: background, right lung,
+            left lung.
+        """
+        return self._logits(images).softmax(1)
 
     @torch.no_grad()
     def predict(self, images: ImageInput) -> Tensor:
@@ -170,8 +184,10 @@ class LungSegmenter:
             ``bool`` tensor ``(B, 2, H, W)``: channel 0 the patient's right lung (image
             left), channel 1 the left lung; ``B = 1`` for a single image.
         """
-        labels = self.predict_proba(images).argmax(1)
-        masks = torch.stack([labels == 1, labels == 2], dim=1)
+        margin = self._logits(images, margins=True)
+        right, left = margin[:, 0], margin[:, 1]
+        # The argmax of (background, right, left) = (0, right, left) after the shift.
+        masks = torch.stack([(right > 0) & (right >= left), (left > 0) & (left > right)], dim=1)
         return clean_masks(masks) if self.postprocess else masks
 
     def predict_with_quality(self, images: ImageInput) -> LungPrediction:

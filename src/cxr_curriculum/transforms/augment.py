@@ -9,7 +9,6 @@ from typing import overload
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from skimage import exposure
 from torchvision.transforms import InterpolationMode
 
 from . import photometric as P
@@ -195,6 +194,7 @@ class XRayAugment:
 
     def _equalize(self, view: torch.Tensor) -> torch.Tensor:
         array = view[0].detach().cpu().double().numpy()
+        from skimage import exposure  # lazy: scikit-image costs seconds to import
         if self.config.equalize == "clahe":
             out = exposure.equalize_adapthist(np.clip(array, 0.0, 1.0))
         else:
