@@ -106,6 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--attention-images", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=["scratch", "simclr", "rotation", "rotation->simclr"],
+        help="pretraining arms to compare (scratch is always the reference)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench_curriculum"))
     parser.add_argument("--name", default=None, help="results file stem")
     args = parser.parse_args(argv)
@@ -113,7 +120,11 @@ def main(argv: list[str] | None = None) -> None:
         args.steps, args.batch_size, args.image_size = 8, 16, 32
         args.finetune_steps, args.attention_images = 8, 8
         args.fractions = [0.1]
+        args.name = args.name or "bench_curriculum_smoke"
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    arms = {k: v for k, v in _arms(args.steps).items() if k in args.arms or k == "scratch"}
     root = data_root()
     kermany_train = KermanyPneumonia(root / "kermany-pneumonia", split="train")
     kermany_test = KermanyPneumonia(root / "kermany-pneumonia", split="test")
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         backbones: dict[str, tuple[Backbone, float]] = {}
-        for arm_name, arm in _arms(args.steps).items():
+        for arm_name, arm in arms.items():
             run_dir = args.run_dir / f"seed{seed}" / arm_name.replace("->", "_")
             backbones[arm_name] = _pretrain(arm, pool, args, seed, run_dir)
             print(
@@ -177,12 +188,18 @@ def main(argv: list[str] | None = None) -> None:
                         **_summary(res),
                     }
                     if protocol == "fine_tune" and res.model is not None:
-                        scorer = LungAttentionScorer(segmenter=segmenter, method="gradcam")
+                        scorer = LungAttentionScorer(
+                            segmenter=segmenter,
+                            method="gradcam",
+                            target_layer=res.model.backbone.fine_target_layer,
+                        )
                         rep = scorer.score(
                             res.model.eval(), attn_images, targets=attn_labels, masks=attn_masks
                         )
-                        row["energy_in_lungs"] = rep.aggregate["energy_in_mask"]
-                        row["lift"] = rep.aggregate["lift"]
+                        for metric in ("energy_in_mask", "lift", "pointing_game"):
+                            ci = rep.aggregate[metric]
+                            row[metric] = ci.mean
+                            row[f"{metric}_ci"] = [ci.low, ci.high]
                     rows.append(row)
                     print(row, flush=True)
             for protocol in args.protocols:

@@ -85,6 +85,22 @@ class TestBackboneContract:
         assert len(seen) == 1
         torch.testing.assert_close(seen[0], fmap, rtol=0, atol=0)
 
+    def test_fine_target_layer_is_finer_or_the_target(self, backbone: Backbone, x: Tensor) -> None:
+        seen: list[Tensor] = []
+        handle = backbone.fine_target_layer.register_forward_hook(
+            lambda _m, _i, out: seen.append(out.detach())
+        )
+        try:
+            with torch.no_grad():
+                fmap = backbone.forward_features(x)
+        finally:
+            handle.remove()
+        assert len(seen) == 1
+        if backbone.name.startswith("resnet"):
+            assert seen[0].shape[-2:] == (2 * fmap.shape[-2], 2 * fmap.shape[-1])
+        else:
+            assert backbone.fine_target_layer is backbone.target_layer
+
     def test_gradients_reach_input_and_every_parameter(self, backbone: Backbone) -> None:
         backbone.zero_grad()
         x = torch.rand(2, 1, SIZE, SIZE, requires_grad=True)

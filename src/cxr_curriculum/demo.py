@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -149,11 +149,17 @@ def run_demo(args: argparse.Namespace) -> Path:
 
     print("[4/4] scoring lung attention (Grad-CAM energy inside the lungs)", flush=True)
     small = F.interpolate(images, size=(args.image_size,) * 2, mode="bilinear", align_corners=False)
-    scorer = LungAttentionScorer(segmenter=segmenter, method="gradcam", n_boot=1000, seed=args.seed)
     reports = {}
     for name, res in results.items():
         assert res.model is not None
         model = res.model.eval()
+        scorer = LungAttentionScorer(
+            segmenter=segmenter,
+            method="gradcam",
+            target_layer=cast(Backbone, model.backbone).fine_target_layer,
+            n_boot=1000,
+            seed=args.seed,
+        )
         reports[name] = scorer.score(
             model, small, targets=labels, masks=prediction.masks, patient_ids=patients
         )
@@ -187,7 +193,8 @@ def run_demo(args: argparse.Namespace) -> Path:
         "n_test": len(test),
         "image_size": args.image_size,
         "pretraining": [
-            {"stage": r.name, "steps": r.steps, "final_loss": r.final_loss} for r in stage_results
+            {"stage": r.name, "steps": r.steps, "skipped": r.skipped, "final_loss": r.final_loss}
+            for r in stage_results
         ],
         "classification": {
             name: {"auroc": _ci(res, "auroc"), "accuracy": _ci(res, "accuracy")}

@@ -147,6 +147,17 @@ class Backbone(nn.Module):
         """The module whose output is the last feature map (what CAM methods explain)."""
         return self.get_submodule(self._target_name)
 
+    @property
+    def fine_target_layer(self) -> nn.Module:
+        """A layer one stage before :attr:`target_layer`, with a map twice as fine.
+
+        At CPU-sized inputs (64 px) a ResNet's last map is 2x2, too coarse for Grad-CAM to
+        tell the lungs from the rest; ``layer3`` gives 4x4. Backbones without a named
+        earlier stage (DenseNet, EfficientNet, timm) return :attr:`target_layer`.
+        """
+        layer = getattr(self.body, "layer3", None)
+        return layer if isinstance(layer, nn.Module) else self.target_layer
+
     def forward_features(self, x: Tensor) -> Tensor:
         """Last feature map.
 
