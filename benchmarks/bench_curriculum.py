@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         help="pretraining arms to compare (scratch is always the reference)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--no-imagenet", action="store_true", help="skip the ImageNet arm (no download attempt)"
+    )
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench_curriculum"))
     parser.add_argument("--name", default=None, help="results file stem")
     args = parser.parse_args(argv)
@@ -138,7 +141,10 @@ def main(argv: list[str] | None = None) -> None:
         kermany_train = Subset(kermany_train, range(0, len(kermany_train), 40))  # type: ignore[assignment]
         kermany_test = Subset(kermany_test, range(0, len(kermany_test), 12))  # type: ignore[assignment]
         pool = Subset(pool, range(0, len(pool), 50))  # type: ignore[assignment]
-    imagenet, imagenet_status = _imagenet_backbone()
+    if args.smoke or args.no_imagenet:
+        imagenet, imagenet_status = None, "not measured: skipped (--smoke or --no-imagenet)"
+    else:
+        imagenet, imagenet_status = _imagenet_backbone()
 
     segmenter = LungSegmenter()
     attn_idx = list(range(0, len(kermany_test), max(1, len(kermany_test) // args.attention_images)))

@@ -1,0 +1,40 @@
+"""Smoke variants of the benchmark sessions run end to end on real X-rays (tiny budgets)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bench_curriculum_smoke(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    common = importlib.import_module("_common")
+    monkeypatch.setattr(common, "REPO", tmp_path)
+    bench = importlib.import_module("bench_curriculum")
+    monkeypatch.setattr(sys, "argv", ["bench_curriculum.py", "--smoke"])
+    bench.main(["--smoke", "--run-dir", str(tmp_path / "runs"), "--arms", "rotation->simclr"])
+    record = json.loads(
+        (tmp_path / "benchmarks" / "results" / "bench_curriculum_smoke.json").read_text()
+    )
+    rows = record["results"]
+    scored = [r for r in rows if "auroc" in r]
+    assert {r["arm"] for r in scored} == {"scratch", "rotation->simclr"}
+    assert {r["protocol"] for r in scored} == {"knn", "linear_probe", "fine_tune"}
+    for r in scored:
+        assert 0.0 <= r["auroc_ci"][0] <= r["auroc"] <= r["auroc_ci"][1] <= 1.0
+    tuned = [r for r in scored if r["protocol"] == "fine_tune"]
+    assert all(0.0 <= r["energy_in_mask"] <= 1.0 for r in tuned)
+    paired = [r for r in rows if r.get("vs") == "scratch"]
+    assert len(paired) == 3 and all("difference" in r for r in paired)
+    assert record["config"]["imagenet"]  # measured, or the reason it was not
+    assert (tmp_path / "docs" / "benchmarks" / "bench_curriculum_smoke.md").exists()
