@@ -41,9 +41,11 @@ def main(image_size: int = 224, repeats: int = 5) -> None:
             runs.append(time.perf_counter() - t0)
         times[name] = statistics.median(runs)
         print(f"{name:>16}: {times[name] * 1e3:8.1f} ms / batch of {batch.shape[0]}")
-    print(f"{'speed-up':>16}: {times['per-sample loop'] / times['batched']:.1f}x "
-          f"(input {tuple(batch.shape)}, output {image_size} px, "
-          f"{torch.get_num_threads()} threads)")
+    print(
+        f"{'speed-up':>16}: {times['per-sample loop'] / times['batched']:.1f}x "
+        f"(input {tuple(batch.shape)}, output {image_size} px, "
+        f"{torch.get_num_threads()} threads)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ def main() -> None:
     masks = LungSegmenter().predict(images)
     assert masks.shape == (2, 2, *images.shape[-2:]) and masks.dtype == torch.bool
     feats = Backbone("resnet18")(torch.nn.functional.interpolate(images, size=64))
-    print(f"wheel OK: cxr_curriculum {cxr_curriculum.__version__} from {here.parent}; "
-          f"{len(sample)} sample images; lung fraction {masks.float().mean():.3f}; "
-          f"features {tuple(feats.shape)}")
+    print(
+        f"wheel OK: cxr_curriculum {cxr_curriculum.__version__} from {here.parent}; "
+        f"{len(sample)} sample images; lung fraction {masks.float().mean():.3f}; "
+        f"features {tuple(feats.shape)}"
+    )
 
 
 if __name__ == "__main__":

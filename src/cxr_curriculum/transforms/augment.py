@@ -195,6 +195,7 @@ class XRayAugment:
     def _equalize(self, view: torch.Tensor) -> torch.Tensor:
         array = view[0].detach().cpu().double().numpy()
         from skimage import exposure  # lazy: scikit-image costs seconds to import
+
         if self.config.equalize == "clahe":
             out = exposure.equalize_adapthist(np.clip(array, 0.0, 1.0))
         else:
