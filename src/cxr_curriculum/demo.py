@@ -234,7 +234,14 @@ def _summary_md(metrics: dict[str, Any], reports: dict[str, Any]) -> str:
             f"| {name} | {a['estimate']:.3f} [{a['low']:.3f}, {a['high']:.3f}] | "
             f"{c['estimate']:.3f} [{c['low']:.3f}, {c['high']:.3f}] |"
         )
-    lines += ["", "## Lung attention (Grad-CAM, bundled lung masks)", ""]
+    lines += [
+        "",
+        "## Lung attention (Grad-CAM, bundled lung masks)",
+        "",
+        "Mean over images with bootstrap 95 % CI; `n` counts the images whose map has positive",
+        "mass (an all-zero map scores NaN and is left out). Lift 1.0 is chance.",
+        "",
+    ]
     for name, rep in reports.items():
         lines += [f"**{name}**", "", "```", rep.summary(), "```", ""]
     lines += ["Overlays: `overlays/grid_curriculum.png`, `overlays/grid_scratch.png`.", ""]
