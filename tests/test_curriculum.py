@@ -393,6 +393,7 @@ bb = TinyBackbone(norm=False)
 Curriculum(engine_stages(NoiseImages(32), steps=4), seed=1, progress=False).fit(bb)
 torch.save(bb.state_dict(), sys.argv[1] + os.environ["RANK"])
 print("world", dist.get_world_size())
+dist.barrier()  # no rank closes its gloo sockets while a peer still reads
 dist.destroy_process_group()
 """
 

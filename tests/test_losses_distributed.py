@@ -48,6 +48,9 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         queue.enqueue(z1[rows])  # MoCo: every rank enqueues the keys of all ranks
         results["queue"] = (queue.queue.clone(), queue.ptr.clone())
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        # No rank may close its sockets while a peer is still reading the last collective:
+        # gloo aborts the peer (SIGABRT) otherwise.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
