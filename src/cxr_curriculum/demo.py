@@ -100,26 +100,19 @@ def run_demo(args: argparse.Namespace) -> Path:
     test = KermanyPneumonia(root, split="test")
     out: Path = args.out
     (out / "overlays").mkdir(parents=True, exist_ok=True)
-    progress = None if not args.no_progress else False
+    progress = False if args.no_progress else None  # None: bars on a TTY only
     print(f"[1/4] curriculum pretraining on {len(train)} images from {root}", flush=True)
     torch.manual_seed(args.seed)
     stages = [
         Stage(
-            Rotation(),
+            method,
             data=train,
             steps=args.steps,
             batch_size=args.batch_size,
             image_size=args.image_size,
-            name="rotation",
-        ),
-        Stage(
-            SimCLR(),
-            data=train,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            image_size=args.image_size,
-            name="simclr",
-        ),
+            name=name,
+        )
+        for name, method in (("rotation", Rotation()), ("simclr", SimCLR()))
     ]
     curriculum = Curriculum(
         stages, checkpoint_dir=out / "checkpoints", seed=args.seed, progress=progress
