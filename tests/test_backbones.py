@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,10 @@ from torch import Tensor, nn
 
 from cxr_curriculum.backbones import IMAGENET_GRAY_NORM, Backbone
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NAMES = ["resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0", "timm:resnet10t"]
 SIZE = 64
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny CPU convolutions are faster on one thread; on a shared 2-core machine the
-    # default thread pool spends its time spinning.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -53,6 +44,18 @@ def _reference_rgb_model(name: str) -> tuple[nn.Module, dict[str, Tensor]]:
     return model.eval(), state
 
 
+def _layer_outputs(backbone: Backbone, layer: nn.Module, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    """Outputs ``layer`` gave during one ``forward_features(x)``, and that feature map."""
+    seen: list[Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
+    try:
+        with torch.no_grad():
+            fmap = backbone.forward_features(x)
+    finally:
+        handle.remove()
+    return seen, fmap
+
+
 class TestBackboneContract:
     def test_shapes_and_attributes(self, backbone: Backbone, x: Tensor) -> None:
         with torch.no_grad():
@@ -73,28 +76,12 @@ class TestBackboneContract:
 
     def test_target_layer_output_is_feature_map(self, backbone: Backbone, x: Tensor) -> None:
         assert any(m is backbone.target_layer for m in backbone.modules())
-        seen: list[Tensor] = []
-        handle = backbone.target_layer.register_forward_hook(
-            lambda _m, _i, out: seen.append(out.detach().clone())
-        )
-        try:
-            with torch.no_grad():
-                fmap = backbone.forward_features(x)
-        finally:
-            handle.remove()
+        seen, fmap = _layer_outputs(backbone, backbone.target_layer, x)
         assert len(seen) == 1
         torch.testing.assert_close(seen[0], fmap, rtol=0, atol=0)
 
     def test_fine_target_layer_is_finer_or_the_target(self, backbone: Backbone, x: Tensor) -> None:
-        seen: list[Tensor] = []
-        handle = backbone.fine_target_layer.register_forward_hook(
-            lambda _m, _i, out: seen.append(out.detach())
-        )
-        try:
-            with torch.no_grad():
-                fmap = backbone.forward_features(x)
-        finally:
-            handle.remove()
+        seen, fmap = _layer_outputs(backbone, backbone.fine_target_layer, x)
         assert len(seen) == 1
         if backbone.name.startswith("resnet"):
             assert seen[0].shape[-2:] == (2 * fmap.shape[-2], 2 * fmap.shape[-1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.error import URLError
 from urllib.parse import urlparse
@@ -25,6 +24,8 @@ from cxr_curriculum.backbones import (
 )
 from cxr_curriculum.backbones import _weights as weights_module
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,14 +35,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
         raise URLError(f"test is offline: {url}")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture()

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,8 @@ from cxr_curriculum.curriculum import (
     Stage,
     load_checkpoint,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -146,14 +147,6 @@ def tiny_stages(data: Dataset[Any], steps: int = 6) -> list[Stage]:
         Stage(Rotation(), data, steps=steps, batch_size=8, image_size=32),
         Stage(SimCLR(), data, steps=steps, batch_size=8, image_size=32, optimizer="adamw"),
     ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # oversubscribed shared CPUs are much slower with more threads
-    yield
-    torch.set_num_threads(n)
 
 
 def _state(module: nn.Module) -> dict[str, Tensor]:

@@ -26,7 +26,9 @@ from cxr_curriculum.curriculum import (
 )
 from cxr_curriculum.curriculum.checkpoint import atomic_save, capture_rng, restore_rng
 from cxr_curriculum.curriculum.sampling import ResumableDistributedSampler, StageDataset, mix_seed
-from test_curriculum import NoiseImages, TinyBackbone, TinyRotation, _one_thread  # noqa: F401
+from test_curriculum import NoiseImages, TinyBackbone, TinyRotation
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- Stage

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ from cxr_curriculum.methods.jigsaw import standardize_patches
 from cxr_curriculum.methods.rotation import BatchedRandomRotation, rotate_all
 from cxr_curriculum.transforms import Resize
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 #: Small heads so that a CPU step takes well under a second.
 SMALL: dict[type[SSLMethod], dict[str, Any]] = {
     Rotation: {},
@@ -50,15 +51,6 @@ SMALL: dict[type[SSLMethod], dict[str, Any]] = {
 }
 #: Tiling methods need room for 3x3 tiles/patches.
 IMAGE_SIZE = {Jigsaw: 64, RelativePatchLocation: 64}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared, oversubscribed CPU this is ~10x faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
