@@ -75,16 +75,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def _stack(ds: KermanyPneumonia, n: int) -> tuple[Tensor, list[int], list[str]]:
     """First ``n`` images, resized to the first one's size, with labels and patient ids."""
     count = min(n, len(ds))
-    first = ds[0].image
-    images = torch.stack(
-        [
-            F.interpolate(
-                ds[i].image[None], size=first.shape[-2:], mode="bilinear", align_corners=False
-            )[0]
-            for i in range(count)
-        ]
-    )
-    return images, list(ds.labels[:count]), [str(p) for p in ds.patient_ids[:count]]
+    loaded = [ds[i].image for i in range(count)]  # each file read once
+    size = loaded[0].shape[-2:]
+    resized = [
+        F.interpolate(im[None], size=size, mode="bilinear", align_corners=False)[0] for im in loaded
+    ]
+    return torch.stack(resized), list(ds.labels[:count]), [str(p) for p in ds.patient_ids[:count]]
 
 
 def _ci(result: EvalResult, metric: str) -> dict[str, float]:
