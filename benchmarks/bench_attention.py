@@ -69,7 +69,7 @@ def _env() -> dict[str, Any]:
 
 def _resize(img: Tensor, size: int, mask: bool = False) -> Tensor:
     if mask:
-        return F.interpolate(img[None].float(), (size, size), mode="nearest")[0].byte()
+        return F.interpolate(img[None].float(), (size, size), mode="nearest-exact")[0].byte()
     return F.interpolate(img[None], (size, size), mode="bilinear", antialias=True)[0]
 
 
@@ -402,9 +402,13 @@ def main() -> None:
     ex.add_argument("--tasks", nargs="+", default=["confounded", "kermany"])
     ex.add_argument("--out", default="attention_experiment.json")
     sp.add_argument("--out", default="attention_speed.json")
+    sp.add_argument("--smoke", action="store_true", help="4 images at 64 px, one repeat")
     for p in (sp, ex):
         p.add_argument("--seg-checkpoint", default=None, help="interim LungNet safetensors")
     args = parser.parse_args()
+    if args.cmd == "speed" and args.smoke:
+        args.n, args.size, args.repeats = 4, 64, 1
+        args.out = "attention_speed_smoke.json"
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = bench_speed(args) if args.cmd == "speed" else bench_experiment(args)

@@ -187,10 +187,16 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/lungseg.json"))
     p.add_argument("--figures", type=Path, default=None, help="folder for pictures (docs/img)")
     p.add_argument("--kermany", type=int, default=40, help="pediatric images for the quality check")
+    p.add_argument("--smoke", action="store_true", help="8 validation images, 2 timed, 1 repeat")
     args = p.parse_args()
+    if args.smoke:
+        args.speed_images, args.repeats, args.kermany = 2, 1, 4
+        args.out = args.out.with_name("lungseg_smoke.json")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     val = load_split(args.seed)["val"]
+    if args.smoke:
+        val = val[:4] + val[-4:]  # both sources
     seg = LungSegmenter()
     results: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, "

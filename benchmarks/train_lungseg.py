@@ -48,11 +48,11 @@ CACHE_SCALE = 1.25  # images are squashed to a square of 1.25 x --size once, the
 
 
 def _squash(image: Tensor, target: Tensor, size: int) -> tuple[Tensor, Tensor]:
-    """Resize ``(1, H, W)`` image (antialiased bilinear) and ``(H, W)`` target (nearest)."""
+    """Resize ``(1, H, W)`` image (antialiased bilinear), ``(H, W)`` target (nearest-exact)."""
     img = F.interpolate(
         image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
     )[0].clamp(0, 1)
-    tgt = F.interpolate(target[None, None].float(), size=(size, size), mode="nearest")[0, 0]
+    tgt = F.interpolate(target[None, None].float(), size=(size, size), mode="nearest-exact")[0, 0]
     return img, tgt.to(torch.uint8)
 
 

@@ -36,7 +36,9 @@ def covid(data_root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         images.append(
             F.interpolate(item.image[None], (SIZE, SIZE), mode="bilinear", antialias=True)
         )
-        masks.append(F.interpolate(item.mask[None].float(), (SIZE, SIZE), mode="nearest").byte())
+        masks.append(
+            F.interpolate(item.mask[None].float(), (SIZE, SIZE), mode="nearest-exact").byte()
+        )
         patients.append(item.patient_id)
     return torch.cat(images), torch.cat(masks)[:, 0], patients
 

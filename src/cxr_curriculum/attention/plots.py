@@ -73,7 +73,7 @@ def overlay(
     rgb = gray * (1 - weight) + _colormap(heat) * weight
     if mask is not None:
         lungs, _ = as_lung_masks(mask.detach().cpu()[None])
-        lungs = F.interpolate(lungs.float(), size=size, mode="nearest")[0] > 0.5
+        lungs = F.interpolate(lungs.float(), size=size, mode="nearest-exact")[0] > 0.5
         for ch in range(2):
             edge = _contour(lungs[ch])
             rgb[:, edge] = _CONTOUR[ch][:, None]

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from cxr_curriculum.evaluation.bootstrap import cluster_codes
+
 __all__ = ["BootstrapCI", "PairedComparison", "bootstrap_ci", "paired_bootstrap"]
 
 
@@ -51,15 +53,6 @@ class PairedComparison:
     def to_dict(self) -> dict[str, float | int | str]:
         """Plain dict for JSON."""
         return asdict(self)
-
-
-def _clusters(n: int, clusters: Sequence[str] | Sequence[int] | None) -> Tensor:
-    if clusters is None:
-        return torch.arange(n)
-    if len(clusters) != n:
-        raise ValueError(f"{len(clusters)} cluster ids for {n} values")
-    index: dict[object, int] = {}
-    return torch.tensor([index.setdefault(c, len(index)) for c in clusters], dtype=torch.long)
 
 
 def _cluster_means(values: Tensor, ids: Tensor, n_boot: int, seed: int) -> Tensor:
@@ -100,7 +93,7 @@ def bootstrap_ci(
     """
     _validate(n_boot, level)
     v = torch.as_tensor(values, dtype=torch.float64).flatten()
-    ids = _clusters(v.numel(), clusters)
+    ids = cluster_codes(clusters, v.numel())
     ok = ~torch.isnan(v)
     v, ids = v[ok], ids[ok]
     n_nan = int((~ok).sum())
@@ -135,7 +128,7 @@ def paired_bootstrap(
     vb = torch.as_tensor(b, dtype=torch.float64).flatten()
     if va.shape != vb.shape:
         raise ValueError(f"paired scores need equal lengths, got {va.numel()} and {vb.numel()}")
-    ids = _clusters(va.numel(), clusters)
+    ids = cluster_codes(clusters, va.numel())
     ok = ~(torch.isnan(va) | torch.isnan(vb))
     d, ids = (va - vb)[ok], ids[ok]
     if d.numel() == 0:

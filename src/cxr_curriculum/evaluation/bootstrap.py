@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ConfidenceInterval", "bootstrap_ci", "bootstrap_indices"]
+__all__ = ["ConfidenceInterval", "bootstrap_ci", "bootstrap_indices", "cluster_codes"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,23 @@ class ConfidenceInterval:
         return f"{self.estimate:.3f} ({pct}% CI {self.low:.3f}-{self.high:.3f})"
 
 
-def _group_codes(groups: Sequence[Any] | Tensor, n: int) -> Tensor:
+def cluster_codes(groups: Sequence[Any] | Tensor | None, n: int) -> Tensor:
+    """Map per-item cluster ids (patient ids) to codes ``0..C-1`` in first-seen order.
+
+    Args:
+        groups: One hashable id per item, a tensor of ids, or ``None`` (every item its
+            own cluster).
+        n: Number of items.
+
+    Returns:
+        ``(n,)`` int64 codes; items with equal ids share a code.
+    """
+    if groups is None:
+        return torch.arange(n)
     if len(groups) != n:
-        raise ValueError(f"groups must have one entry per item ({n}); got {len(groups)}")
+        raise ValueError(
+            f"groups (cluster ids) must have one entry per item ({n}); got {len(groups)}"
+        )
     if isinstance(groups, Tensor):
         return torch.unique(groups, return_inverse=True)[1]
     codes: dict[Any, int] = {}
@@ -74,7 +88,7 @@ def bootstrap_indices(
     if groups is None:
         draws = torch.randint(0, n, (n_resamples, n), generator=generator)
         return list(draws.unbind(0))
-    codes = _group_codes(groups, n)
+    codes = cluster_codes(groups, n)
     n_groups = int(codes.max()) + 1
     order = torch.argsort(codes, stable=True)
     counts = torch.bincount(codes, minlength=n_groups)

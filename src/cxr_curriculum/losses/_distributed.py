@@ -19,11 +19,32 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward sums every process's gradient into the local slice.
+
+    The same rule as SimCLR's and lightly's ``GatherLayer``, written on the public
+    ``dist.all_gather`` / ``dist.all_reduce`` (torch 2.14 warns that
+    ``torch.distributed.nn.functional.all_gather`` is deprecated).
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        return torch.stack(out)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every process along dim 0, keeping gradients.
 
-    Uses ``torch.distributed.nn.functional.all_gather``, whose backward sums the
-    gradients of all processes into each process's own slice. Every process must pass a
+    The backward pass sums the gradients that all processes computed for this
+    process's rows (every process's loss uses every row). Every process must pass a
     tensor of the same shape.
 
     Args:
@@ -34,9 +55,8 @@ def gather_with_grad(x: Tensor) -> Tensor:
     """
     if world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(list(all_gather(x)), dim=0)
+    gathered: Tensor = _GatherWithGrad.apply(x)
+    return gathered.flatten(0, 1)
 
 
 @torch.no_grad()

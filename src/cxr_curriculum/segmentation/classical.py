@@ -80,5 +80,5 @@ def classical_lung_masks(images: Tensor) -> Tensor:
         lungs = torch.from_numpy(_both_lungs(small[i, 0].numpy().astype(np.float64)))
         target = split_lungs(lungs.to(torch.uint8))
         two = torch.stack([target == RIGHT_LUNG, target == LEFT_LUNG]).float()
-        out[i] = F.interpolate(two[None], size=(height, width), mode="nearest")[0] > 0.5
+        out[i] = F.interpolate(two[None], size=(height, width), mode="nearest-exact")[0] > 0.5
     return out.to(images.device)

@@ -138,7 +138,7 @@ class XRayAugment:
         if mask is None:
             return view
         check_mask(mask, image)
-        return view, self._geometry(mask, params, InterpolationMode.NEAREST)
+        return view, self._geometry(mask, params, InterpolationMode.NEAREST_EXACT)
 
     @overload
     def __call__(
@@ -166,7 +166,9 @@ class XRayAugment:
         """Rotate about the crop centre (zeros outside), crop, resize, flip."""
         if p.angle != 0.0:
             center = [p.left + p.width / 2.0, p.top + p.height / 2.0]
-            x = TF.rotate(x, p.angle, interpolation=mode, center=center, fill=[0.0])
+            # grid_sample's "nearest" is already pixel-centred; "nearest-exact" is for resizing.
+            rotate_mode = InterpolationMode.NEAREST if mode != InterpolationMode.BILINEAR else mode
+            x = TF.rotate(x, p.angle, interpolation=rotate_mode, center=center, fill=[0.0])
         size = list(self.config.image_size)
         antialias = mode == InterpolationMode.BILINEAR
         x = TF.resized_crop(x, p.top, p.left, p.height, p.width, size, mode, antialias=antialias)

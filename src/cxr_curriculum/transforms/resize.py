@@ -70,4 +70,4 @@ class Resize:
         if mask is None:
             return out
         check_mask(mask, image)
-        return out, TF.resized_crop(mask, 0, 0, h, w, size, InterpolationMode.NEAREST)
+        return out, TF.resized_crop(mask, 0, 0, h, w, size, InterpolationMode.NEAREST_EXACT)
