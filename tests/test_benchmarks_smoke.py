@@ -38,3 +38,37 @@ def test_bench_curriculum_smoke(
     assert len(paired) == 3 and all("difference" in r for r in paired)
     assert record["config"]["imagenet"]  # measured, or the reason it was not
     assert (tmp_path / "docs" / "benchmarks" / "bench_curriculum_smoke.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bench_lungseg_smoke(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module("bench_lungseg")
+    out = tmp_path / "lungseg.json"
+    monkeypatch.setattr(sys, "argv", ["bench_lungseg.py", "--smoke", "--out", str(out)])
+    bench.main()
+    record = json.loads((tmp_path / "lungseg_smoke.json").read_text())
+    ours, classical = record["lungsegmenter"]["all"], record["classical"]["all"]
+    assert ours["n"] == 8 and {"covid-v7", "shenzhen-montgomery"} <= set(record["lungsegmenter"])
+    assert ours["dice_both"] > 0.85 > classical["dice_both"]
+    speed = record["speed_images_per_s"]
+    assert speed["ratio_lungsegmenter_vs_pspnet_512"] > 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bench_attention_speed_smoke(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pytorch_grad_cam")
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module("bench_attention")
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench_attention.py", "speed", "--smoke"])
+    bench.main()
+    record = json.loads((tmp_path / "attention_speed_smoke.json").read_text())
+    assert record["n_images"] == 4 and record["size"] == 64
+    assert record["speedup_vs_loop"] > 0.0
