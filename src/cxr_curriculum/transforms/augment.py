@@ -29,7 +29,7 @@ class XRayAugment:
     :class:`~cxr_curriculum.transforms.AugmentConfig`; ``strength=0`` is a plain resize.
 
     Sampling and applying are separate (:meth:`sample_params`, :meth:`apply`), so a
-    mask gets exactly the image's geometry (nearest interpolation, values such as
+    mask gets exactly the image's geometry (pixel-centred nearest, values such as
     255 = ignore kept, padding filled with 0) and a seeded generator reproduces views.
 
     Example:

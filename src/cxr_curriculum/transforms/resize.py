@@ -17,10 +17,10 @@ class Resize:
     """Resize an image ``(1, H, W)`` to ``image_size`` (aspect not kept), and its mask.
 
     The image is resized bilinearly with antialiasing and clamped to ``[0, 1]``; the
-    ``uint8`` mask with nearest interpolation, so its values (0, 1, 255 = ignore) are
-    kept. This is what :class:`XRayAugment` does with ``strength=0``. A ``generator``
-    keyword is accepted and ignored, so ``Resize`` can stand in for a random view
-    (e.g. inside :class:`MultiView`).
+    ``uint8`` mask with pixel-centred nearest interpolation (``nearest-exact``), so its
+    values (0, 1, 255 = ignore) are kept. This is what :class:`XRayAugment` does with
+    ``strength=0``. A ``generator`` keyword is accepted and ignored, so ``Resize`` can
+    stand in for a random view (e.g. inside :class:`MultiView`).
 
     Args:
         image_size: Output size, an int (square) or ``(height, width)``.
