@@ -15,7 +15,7 @@ uses at inference).
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/train_lungseg.py --epochs 50 --out runs/lungseg
+    PYTHONPATH=src python benchmarks/train_lungseg.py --epochs 90 --out runs/lungseg
     PYTHONPATH=src python benchmarks/train_lungseg.py --export runs/lungseg/last.safetensors
 
 The export step writes the fp16 weights file into the package
@@ -196,7 +196,7 @@ def export(src: Path, dst: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--epochs", type=int, default=90)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -212,7 +212,9 @@ def main() -> None:
     p.add_argument(
         "--export-to",
         type=Path,
-        default=Path("src/cxr_curriculum/segmentation/weights/lungnet_regnetx002_128.safetensors"),
+        default=Path(
+            "src/cxr_curriculum/segmentation/weights/lungnet_regnetx002_128_v2.safetensors"
+        ),
     )
     args = p.parse_args()
     if args.export is not None:
