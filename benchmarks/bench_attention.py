@@ -366,6 +366,7 @@ def run_task(task: str, args: argparse.Namespace, seg: Any, seg_desc: str) -> di
             res = scorer.sanity_check(model, x[chosen], masks=sm, max_steps=5)
             out["sanity_check"][label] = {
                 "images": sub,
+                "n_images": len(chosen),
                 "rows": res.rows,
                 "seconds": time.perf_counter() - t0,
             }

@@ -72,3 +72,17 @@ def test_bench_attention_speed_smoke(
     record = json.loads((tmp_path / "attention_speed_smoke.json").read_text())
     assert record["n_images"] == 4 and record["size"] == 64
     assert record["speedup_vs_loop"] > 0.0
+
+
+def test_attention_report_renders_the_recorded_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    report = importlib.import_module("attention_report")
+    record = json.loads((BENCH / "results" / "attention_experiment.json").read_text())
+    text = report.render(record)
+    for task in ("confounded", "kermany"):
+        acc = record[task]["test_accuracy"]
+        assert f"test accuracy {acc:.3f}" in text
+        lift = record[task]["scores"]["gradcam_layer4/all_test_predicted_masks"]["aggregate"]
+        assert "| gradcam_layer4 | all_test_predicted_masks (n=" in text
+        assert f"{lift['lift']['mean']:.3f} [{lift['lift']['low']:.3f}" in text
+    assert text.count("Sanity check, ") == 4

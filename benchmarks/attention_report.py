@@ -1,0 +1,112 @@
+"""Render ``benchmarks/results/attention_experiment.json`` as the markdown of docs/attention.md.
+
+``bench_attention.py experiment`` writes the JSON; this prints, per task, the headline
+(accuracy, AUROC, training time, mask source), the table of scores with 95% CIs, the
+paired comparisons of lift and the cascading-randomisation sanity checks, so the docs are
+pasted from the measurement rather than typed.
+
+Usage::
+
+    python benchmarks/attention_report.py [benchmarks/results/attention_experiment.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+TITLES = {
+    "confounded": "Confounded (COVID-19 vs NIH No_findings)",
+    "kermany": "Kermany pneumonia",
+}
+METRICS = ("energy_in_mask", "lift", "pointing_game", "rank_accuracy")
+
+
+def _ci(stat: dict[str, float]) -> str:
+    return f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
+
+
+def _scores_table(scores: dict[str, Any]) -> list[str]:
+    lines = [
+        "| map | images | energy in lungs | lift | pointing game | rank accuracy "
+        "| lung area fraction |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, entry in scores.items():
+        method, images = key.split("/", 1)
+        agg = entry["aggregate"]
+        n, clusters = agg["lift"]["n"], agg["lift"]["n_clusters"]
+        cells = [_ci(agg[m]) for m in METRICS]
+        area = f"{agg['area_fraction']['mean']:.3f}"
+        lines.append(
+            f"| {method} | {images} (n={n}, {clusters} patients) | "
+            + " | ".join(cells)
+            + f" | {area} |"
+        )
+    return lines
+
+
+def _compare_lines(compare: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, c in compare.items():
+        if not key.endswith("/lift"):
+            continue
+        lines.append(
+            f"- {key.removesuffix('/lift')}: {c['diff']:+.3f} "
+            f"[{c['low']:+.3f}, {c['high']:+.3f}], p = {c['p_value']:.2g}"
+        )
+    return lines
+
+
+def _sanity_line(method: str, check: dict[str, Any]) -> str:
+    rows = check["rows"]
+    parts = []
+    for r in rows:
+        if r["n_randomised"] == 0:
+            name = "trained"
+        elif r["n_randomised"] == 1:
+            name = f"{r['layer']} (the linear head)"
+        else:
+            name = f"{r['layer']} ({r['n_randomised']} layers randomised)"
+        parts.append(f"{name}: rho {r['spearman']:.2f}, energy {r['energy_in_mask']:.3f}")
+    n_points = len(rows) - 1
+    n_images = f"{check['n_images']} " if "n_images" in check else ""
+    return (
+        f"Sanity check, {method} ({n_points} cascade points, {n_images}images from "
+        f"`{check['images']}`): " + "; ".join(parts)
+    )
+
+
+def render(record: dict[str, Any]) -> str:
+    """Markdown for every task in ``record`` (the experiment JSON)."""
+    out: list[str] = []
+    for task, title in TITLES.items():
+        if task not in record:
+            continue
+        t = record[task]
+        out.append(
+            f"**{title}**: test accuracy {t['test_accuracy']:.3f}, AUROC "
+            f"{t['test_auroc']:.3f} ({t['n_test']} test images); training "
+            f"{t['train_s'] / 60:.0f} min wall on the shared CPU. Masks: {t['mask_source']}."
+        )
+        out += ["", *_scores_table(t["scores"]), ""]
+        out.append(
+            "Paired comparisons on the same images (`scorer.compare`, difference in lift, "
+            "p-value from the paired patient bootstrap; 1/2001 is the smallest possible):"
+        )
+        out += ["", *_compare_lines(t["compare"]), ""]
+        for method, check in t["sanity_check"].items():
+            out += [_sanity_line(method, check), ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "benchmarks/results/attention_experiment.json")
+    print(render(json.loads(path.read_text())))
+
+
+if __name__ == "__main__":
+    main()
