@@ -8,8 +8,9 @@ Usage (from the repository root, data in ``../shared/data`` or ``$CXR_DATA_ROOT`
 ``speed`` times ``LungAttentionScorer.score`` (batched Grad-CAM + segmentation + all
 metrics + bootstrap CIs) against a per-image loop of pytorch-grad-cam's ``GradCAM`` plus
 the same segmenter plus an energy-in-mask computation, on the same images and model,
-and also pytorch-grad-cam called once on the whole batch. If the bundled segmenter's
-weights cannot be loaded, both sides use the supplied V7 masks and the JSON says so.
+and also pytorch-grad-cam called once on the whole batch. ``--supplied-masks`` gives
+every pipeline the V7 masks instead (no segmentation), e.g. with
+``--out attention_speed_supplied_masks.json``.
 
 ``experiment`` trains two small classifiers (ResNet-18 from scratch, 64 px, a few
 epochs): a confounded one (covid-chestxray COVID-19 vs NIH ChestX-ray14 No_findings:
@@ -85,26 +86,16 @@ def _load(ds: Any, idx: list[int], size: int, masks: bool = False) -> tuple[Tens
 
 def _segmenter(checkpoint: str | None = None) -> tuple[Any, str]:
     """The bundled LungSegmenter, or (``checkpoint``) the same model with interim weights."""
-    try:
-        from cxr_curriculum.segmentation import LungSegmenter
+    from cxr_curriculum.segmentation import LungSegmenter
 
-        if checkpoint is None:
-            return LungSegmenter(), "LungSegmenter (bundled weights)"
-        from safetensors.torch import load_file
+    seg = LungSegmenter()
+    if checkpoint is None:
+        return seg, f"LungSegmenter (bundled weights {seg.weights.value.file})"
+    from safetensors.torch import load_file
 
-        import cxr_curriculum.segmentation.segmenter as segmod
-
-        state = {
-            k: v.float() if v.is_floating_point() else v for k, v in load_file(checkpoint).items()
-        }
-        original = segmod.load_state_dict
-        segmod.load_state_dict = lambda weights: state
-        try:
-            return LungSegmenter(), f"LungSegmenter architecture with interim weights {checkpoint}"
-        finally:
-            segmod.load_state_dict = original
-    except Exception as err:  # weights not bundled yet: say so in the results
-        return None, f"unavailable ({type(err).__name__}: {str(err)[:120]})"
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(checkpoint).items()}
+    seg.model.load_state_dict(state)
+    return seg, f"LungSegmenter architecture with interim weights {checkpoint}"
 
 
 def _classifier() -> nn.Module:
@@ -125,7 +116,10 @@ def bench_speed(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     model = _classifier().eval()
     layer = find_layer(model, None)
-    seg, seg_desc = _segmenter(args.seg_checkpoint)
+    if args.supplied_masks:
+        seg, seg_desc = None, "none: V7 masks supplied to every pipeline"
+    else:
+        seg, seg_desc = _segmenter(args.seg_checkpoint)
     supplied = None if seg is not None else masks
     scorer = LungAttentionScorer(seg, method="gradcam", batch_size=args.n)
     with torch.no_grad():
@@ -165,7 +159,7 @@ def bench_speed(args: argparse.Namespace) -> dict[str, Any]:
         "size": args.size,
         "model": "Backbone('resnet18') + Linear(512, 2), random init, eval mode",
         "segmenter": seg_desc,
-        "masks": "predicted" if seg is not None else "supplied V7 masks (segmenter not ready)",
+        "masks": "predicted" if seg is not None else "supplied V7 masks",
     }
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -404,6 +398,9 @@ def main() -> None:
     ex.add_argument("--out", default="attention_experiment.json")
     sp.add_argument("--out", default="attention_speed.json")
     sp.add_argument("--smoke", action="store_true", help="4 images at 64 px, one repeat")
+    sp.add_argument(
+        "--supplied-masks", action="store_true", help="give every pipeline the V7 masks"
+    )
     for p in (sp, ex):
         p.add_argument("--seg-checkpoint", default=None, help="interim LungNet safetensors")
     args = parser.parse_args()

@@ -182,7 +182,13 @@ def main() -> None:
         "--fp32-state",
         type=Path,
         default=None,
-        help="the fp32 training state, to check the fp16 bundle against it",
+        help="the fp32 training state, to check the fp16 bundle against it (or to score a run)",
+    )
+    p.add_argument(
+        "--fp32-size",
+        type=int,
+        default=None,
+        help="input size the --fp32-state was trained at (default: the bundled model's)",
     )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/lungseg.json"))
     p.add_argument("--figures", type=Path, default=None, help="folder for pictures (docs/img)")
@@ -210,6 +216,7 @@ def main() -> None:
     if args.fp32_state is not None:
         seg32 = LungSegmenter()
         seg32.model.load_state_dict(load_file(str(args.fp32_state)))
+        seg32.input_size = args.fp32_size or seg32.input_size
         results["lungsegmenter_fp32"] = evaluate(seg32.predict, val)
         print("fp32", json.dumps(results["lungsegmenter_fp32"]["all"]), flush=True)  # type: ignore[index]
     seg.postprocess = False
