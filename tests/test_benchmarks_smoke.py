@@ -6,10 +6,17 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _bench(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (the scripts import their neighbours by name)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module(name)
 
 
 @pytest.mark.slow
@@ -17,10 +24,8 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 def test_bench_curriculum_smoke(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(BENCH))
-    common = importlib.import_module("_common")
-    monkeypatch.setattr(common, "REPO", tmp_path)
-    bench = importlib.import_module("bench_curriculum")
+    monkeypatch.setattr(_bench("_common", monkeypatch), "REPO", tmp_path)
+    bench = _bench("bench_curriculum", monkeypatch)
     monkeypatch.setattr(sys, "argv", ["bench_curriculum.py", "--smoke"])
     bench.main(["--smoke", "--run-dir", str(tmp_path / "runs"), "--arms", "rotation->simclr"])
     record = json.loads(
@@ -45,8 +50,7 @@ def test_bench_curriculum_smoke(
 def test_bench_lungseg_smoke(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(BENCH))
-    bench = importlib.import_module("bench_lungseg")
+    bench = _bench("bench_lungseg", monkeypatch)
     out = tmp_path / "lungseg.json"
     monkeypatch.setattr(sys, "argv", ["bench_lungseg.py", "--smoke", "--out", str(out)])
     bench.main()
@@ -64,8 +68,7 @@ def test_bench_attention_speed_smoke(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("pytorch_grad_cam")
-    monkeypatch.syspath_prepend(str(BENCH))
-    bench = importlib.import_module("bench_attention")
+    bench = _bench("bench_attention", monkeypatch)
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     monkeypatch.setattr(sys, "argv", ["bench_attention.py", "speed", "--smoke"])
     bench.main()
@@ -75,8 +78,7 @@ def test_bench_attention_speed_smoke(
 
 
 def test_attention_report_renders_the_recorded_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(BENCH))
-    report = importlib.import_module("attention_report")
+    report = _bench("attention_report", monkeypatch)
     record = json.loads((BENCH / "results" / "attention_experiment.json").read_text())
     text = report.render(record)
     for task in ("confounded", "kermany"):

@@ -31,19 +31,27 @@ def segmenter() -> LungSegmenter:
     return LungSegmenter()
 
 
-@pytest.fixture(scope="module")
-def val_pairs(data_root: Path) -> list[tuple[torch.Tensor, torch.Tensor, Path]]:
-    """Two Covid-19 and one Shenzhen/Montgomery validation image (never trained on)."""
+def _validation_pairs(
+    data_root: Path, n_covid: int, n_shenzhen: int
+) -> list[tuple[torch.Tensor, torch.Tensor, Path]]:
+    """The first validation images of the lung model's split (never trained on), with
+    their 3-class targets and paths."""
     pairs = []
     for ds, n in (
-        (CovidChestXray(data_root / "covid-chestxray", with_masks=True), 2),
-        (ShenzhenMontgomery(data_root / "shenzhen-montgomery-tb"), 1),
+        (CovidChestXray(data_root / "covid-chestxray", with_masks=True), n_covid),
+        (ShenzhenMontgomery(data_root / "shenzhen-montgomery-tb"), n_shenzhen),
     ):
         val = patient_split(ds, (0.8, 0.2), seed=0)[1]
         for i in range(n):
             image, mask, _ = val[i]
             pairs.append((image, split_lungs(mask), ds.files[val.indices[i]]))
     return pairs
+
+
+@pytest.fixture(scope="module")
+def val_pairs(data_root: Path) -> list[tuple[torch.Tensor, torch.Tensor, Path]]:
+    """Two Covid-19 and one Shenzhen/Montgomery validation image."""
+    return _validation_pairs(data_root, 2, 1)
 
 
 def test_top_level_export() -> None:
@@ -184,16 +192,9 @@ def test_predicted_lungs_are_not_shifted_against_truth(
     # because its training targets were resized with the legacy "nearest" mode. Over 16
     # validation images the mean centroid offset is ~0 when the targets are centred.
     offsets = []
-    for ds, n in (
-        (CovidChestXray(data_root / "covid-chestxray", with_masks=True), 12),
-        (ShenzhenMontgomery(data_root / "shenzhen-montgomery-tb"), 4),
-    ):
-        val = patient_split(ds, (0.8, 0.2), seed=0)[1]
-        for i in range(n):
-            image, mask, _ = val[i]
-            truth = split_lungs(mask)
-            pred = segmenter.predict(image[None])[0].any(0)
-            scale = 512.0 / torch.tensor(image.shape[-2:], dtype=torch.float64)
-            offsets.append((_centroid(pred) - _centroid((truth == 1) | (truth == 2))) * scale)
+    for image, truth, _ in _validation_pairs(data_root, 12, 4):
+        pred = segmenter.predict(image[None])[0].any(0)
+        scale = 512.0 / torch.tensor(image.shape[-2:], dtype=torch.float64)
+        offsets.append((_centroid(pred) - _centroid((truth == 1) | (truth == 2))) * scale)
     mean = torch.stack(offsets).mean(0)
     assert mean.abs().max() < 2.0, f"mean (row, col) offset in 512-px pixels: {mean.tolist()}"
