@@ -40,7 +40,13 @@ from cxr_curriculum.data import (
     ShenzhenMontgomery,
     data_root,
 )
-from cxr_curriculum.evaluation import fine_tune, knn_evaluate, linear_probe, paired_auroc_test
+from cxr_curriculum.evaluation import (
+    FrozenFeatures,
+    fine_tune,
+    knn_evaluate,
+    linear_probe,
+    paired_auroc_test,
+)
 from cxr_curriculum.methods import Rotation, SimCLR
 
 
@@ -170,15 +176,28 @@ def main(argv: list[str] | None = None) -> None:
             )
         if imagenet is not None:
             backbones["imagenet"] = (imagenet, 0.0)
+        # kNN and the linear probe read frozen features: one pass per arm serves every
+        # label fraction and both protocols.
+        frozen = {
+            name: FrozenFeatures.compute(
+                backbone, kermany_train, kermany_test, image_size=args.image_size
+            )
+            for name, (backbone, _) in backbones.items()
+            if {"knn", "linear_probe"} & set(args.protocols)
+        }
         for fraction in args.fractions:
             scores: dict[tuple[str, str], Any] = {}
             for arm_name, (backbone, pre_s) in backbones.items():
                 for protocol in args.protocols:
                     kw = {"fraction": fraction, "seed": seed, "image_size": args.image_size}
                     if protocol == "knn":
-                        res = knn_evaluate(backbone, kermany_train, kermany_test, **kw)
+                        res = knn_evaluate(
+                            backbone, kermany_train, kermany_test, features=frozen[arm_name], **kw
+                        )
                     elif protocol == "linear_probe":
-                        res = linear_probe(backbone, kermany_train, kermany_test, **kw)
+                        res = linear_probe(
+                            backbone, kermany_train, kermany_test, features=frozen[arm_name], **kw
+                        )
                     else:
                         res = fine_tune(
                             copy.deepcopy(backbone),

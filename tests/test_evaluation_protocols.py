@@ -15,6 +15,7 @@ from cxr_curriculum.evaluation import (
     LABEL_FRACTIONS,
     Classifier,
     EvalResult,
+    FrozenFeatures,
     fine_tune,
     fit_logistic_regression,
     knn_evaluate,
@@ -179,3 +180,43 @@ def test_protocols_on_real_kermany_images(kermany_small: tuple[Dataset, Subset])
     cis = results[1].confidence_intervals(n_resamples=100)
     assert cis["auroc"].low <= cis["auroc"].estimate <= cis["auroc"].high
     assert results[0].to_dict()["n_test"] == 16
+
+
+@pytest.mark.realdata
+def test_precomputed_features_give_the_same_results(kermany_small: tuple[Dataset, Subset]) -> None:
+    from cxr_curriculum.backbones import Backbone
+
+    train, test = kermany_small
+    torch.manual_seed(0)
+    backbone = Backbone("resnet18", in_chans=1)
+    calls = 0
+    forward = backbone.forward
+
+    def counted(x: Tensor) -> Tensor:
+        nonlocal calls
+        calls += 1
+        return forward(x)
+
+    backbone.forward = counted  # type: ignore[method-assign]
+    feats = FrozenFeatures.compute(backbone, train, test, image_size=32, batch_size=64)
+    assert feats.train_x.shape == (40, backbone.num_features) and feats.test_x.shape[0] == 16
+    after_compute = calls
+    for fraction in (0.5, 1.0):
+        kw = {"fraction": fraction, "seed": 0, "image_size": 32}
+        for protocol in (knn_evaluate, linear_probe):
+            cached = protocol(backbone, train, test, features=feats, **kw)
+            assert calls == after_compute  # no forward pass with features given
+            fresh = protocol(backbone, train, test, **kw)
+            assert cached.n_train == fresh.n_train
+            torch.testing.assert_close(cached.scores, fresh.scores, atol=1e-5, rtol=1e-4)
+            assert torch.equal(cached.labels, fresh.labels)
+            calls = after_compute
+
+
+def test_precomputed_features_must_match_the_call() -> None:
+    train, test = _Bright(10, seed=0), _Bright(6, seed=1)
+    feats = FrozenFeatures.compute(_tiny_cnn(), train, test, image_size=40)
+    with pytest.raises(ValueError, match="train_ds, which has 12 items"):
+        knn_evaluate(_tiny_cnn(), _Bright(12, seed=0), test, image_size=40, features=feats)
+    with pytest.raises(ValueError, match="image_size=32"):
+        linear_probe(_tiny_cnn(), train, test, image_size=32, features=feats)

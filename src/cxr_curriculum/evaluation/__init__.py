@@ -16,6 +16,7 @@ from cxr_curriculum.evaluation.compare import (
 from cxr_curriculum.evaluation.features import UNLABELLED, extract_features, resize_collate
 from cxr_curriculum.evaluation.finetune import Classifier, fine_tune, predict_proba
 from cxr_curriculum.evaluation.fractions import LABEL_FRACTIONS, train_subset
+from cxr_curriculum.evaluation.frozen import FrozenFeatures
 from cxr_curriculum.evaluation.knn import knn_accuracy, knn_evaluate, knn_predict
 from cxr_curriculum.evaluation.linear_probe import (
     LinearProbe,
@@ -42,6 +43,7 @@ __all__ = [
     "ConfidenceInterval",
     "DeLongResult",
     "EvalResult",
+    "FrozenFeatures",
     "LinearProbe",
     "PairedComparison",
     "accuracy",

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from cxr_curriculum.evaluation.features import extract_features
-from cxr_curriculum.evaluation.fractions import num_classes_of, patient_ids_of, train_subset
+from cxr_curriculum.evaluation.fractions import num_classes_of, patient_ids_of
+from cxr_curriculum.evaluation.frozen import FrozenFeatures, frozen_inputs
 from cxr_curriculum.evaluation.results import EvalResult
 
 __all__ = ["knn_accuracy", "knn_evaluate", "knn_predict"]
@@ -159,6 +159,7 @@ def knn_evaluate(
     batch_size: int = 64,
     device: str | torch.device | None = None,
     num_workers: int = 0,
+    features: FrozenFeatures | None = None,
 ) -> EvalResult:
     """kNN protocol: frozen features of the labelled subset vote for each test image.
 
@@ -174,17 +175,17 @@ def knn_evaluate(
         batch_size: Images per forward pass.
         device: Device of the feature extraction.
         num_workers: ``DataLoader`` workers.
+        features: Features of ``train_ds`` and ``test_ds`` computed once with
+            :meth:`FrozenFeatures.compute` (same ``image_size``); the subset's rows are
+            taken from them instead of running the backbone again.
 
     Returns:
         An :class:`EvalResult` whose scores are the vote shares.
     """
-    subset = train_subset(train_ds, fraction, seed)
-    train_x, train_y = extract_features(
-        backbone, subset, image_size, batch_size, device, num_workers
-    )
-    test_x, test_y = extract_features(
-        backbone, test_ds, image_size, batch_size, device, num_workers
-    )
+    train_x, train_y, test_x, test_y = frozen_inputs(
+        backbone, train_ds, test_ds, fraction, seed, features,
+        image_size, batch_size, device, num_workers,
+    )  # fmt: skip
     n_classes = num_classes_of(train_ds, test_ds, labels=torch.cat([train_y, test_y]))
     scores = knn_predict(train_x, train_y, test_x, k, temperature, n_classes)
     return EvalResult(
