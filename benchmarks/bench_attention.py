@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from cxr_curriculum.attention import LungAttentionScorer, energy_in_mask, find_layer, save_grid
 from cxr_curriculum.backbones import Backbone
 from cxr_curriculum.data import CovidChestXray, KermanyPneumonia, NIHChestXray14, data_root
+from cxr_curriculum.transforms import Resize
 
 #: Label -> (saliency method, target layer). At 64 px, ResNet-18's layer4 map is 2 x 2
 #: and layer3's 4 x 4; input gradients are at full resolution.
@@ -68,19 +69,17 @@ def _env() -> dict[str, Any]:
     }
 
 
-def _resize(img: Tensor, size: int, mask: bool = False) -> Tensor:
-    if mask:
-        return F.interpolate(img[None].float(), (size, size), mode="nearest-exact")[0].byte()
-    return F.interpolate(img[None], (size, size), mode="bilinear", antialias=True)[0]
-
-
 def _load(ds: Any, idx: list[int], size: int, masks: bool = False) -> tuple[Tensor, Tensor | None]:
+    resize = Resize(size)
     imgs, ms = [], []
     for i in idx:
         item = ds[i]
-        imgs.append(_resize(item.image, size))
         if masks:
-            ms.append(_resize(item.mask, size, mask=True))
+            image, mask = resize(item.image, item.mask)
+            ms.append(mask)
+        else:
+            image = resize(item.image)
+        imgs.append(image)
     return torch.stack(imgs), (torch.stack(ms)[:, 0] if masks else None)
 
 

@@ -42,18 +42,17 @@ from cxr_curriculum.data.splits import patient_split
 from cxr_curriculum.segmentation.metrics import dice_score
 from cxr_curriculum.segmentation.model import LungNet
 from cxr_curriculum.segmentation.targets import IGNORE_INDEX, split_lungs
+from cxr_curriculum.transforms import Resize
 from cxr_curriculum.transforms.augment import XRayAugment
 
 CACHE_SCALE = 1.25  # images are squashed to a square of 1.25 x --size once, then augmented
 
 
 def _squash(image: Tensor, target: Tensor, size: int) -> tuple[Tensor, Tensor]:
-    """Resize ``(1, H, W)`` image (antialiased bilinear), ``(H, W)`` target (nearest-exact)."""
-    img = F.interpolate(
-        image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )[0].clamp(0, 1)
-    tgt = F.interpolate(target[None, None].float(), size=(size, size), mode="nearest-exact")[0, 0]
-    return img, tgt.to(torch.uint8)
+    """Squash ``(1, H, W)`` image and ``(H, W)`` target to ``size`` with the library's
+    :class:`Resize` (antialiased bilinear image, pixel-centred nearest target)."""
+    img, tgt = Resize(size)(image, target[None])
+    return img, tgt[0]
 
 
 def load_split(seed: int, val_fraction: float = 0.2) -> dict[str, list[tuple[Tensor, Tensor, str]]]:

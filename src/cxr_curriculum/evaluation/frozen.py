@@ -107,13 +107,11 @@ def frozen_inputs(
     """
     subset = train_subset(train_ds, fraction, seed)
     if features is None:
-        train_x, train_y = extract_features(
-            backbone, subset, image_size, batch_size, device, num_workers
-        )
-        test_x, test_y = extract_features(
-            backbone, test_ds, image_size, batch_size, device, num_workers
-        )
-        return train_x, train_y, test_x, test_y
+        own = FrozenFeatures.compute(
+            backbone, subset, test_ds, image_size=image_size, batch_size=batch_size,
+            device=device, num_workers=num_workers,
+        )  # fmt: skip
+        return own.train_x, own.train_y, own.test_x, own.test_y
     features.check(train_ds, test_ds, image_size)
     if subset is train_ds:
         return features.train_x, features.train_y, features.test_x, features.test_y

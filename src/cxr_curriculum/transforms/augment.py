@@ -167,7 +167,8 @@ class XRayAugment:
         if p.angle != 0.0:
             center = [p.left + p.width / 2.0, p.top + p.height / 2.0]
             # grid_sample's "nearest" is already pixel-centred; "nearest-exact" is for resizing.
-            rotate_mode = InterpolationMode.NEAREST if mode != InterpolationMode.BILINEAR else mode
+            exact = mode == InterpolationMode.NEAREST_EXACT
+            rotate_mode = InterpolationMode.NEAREST if exact else mode
             x = TF.rotate(x, p.angle, interpolation=rotate_mode, center=center, fill=[0.0])
         size = list(self.config.image_size)
         antialias = mode == InterpolationMode.BILINEAR
