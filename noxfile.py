@@ -90,11 +90,20 @@ def bench_transforms(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench_smoke(session: nox.Session) -> None:
     """Smoke variant of every benchmark (a few minutes in all); the tests run these too."""
-    _install(session)
+    _install(session, extras="dev,compare,dicom")
     session.run("python", "benchmarks/bench_ssl_throughput.py", "--smoke")
+    session.run("python", "benchmarks/bench_decode.py", "--smoke")
     session.run("python", "benchmarks/bench_lungseg.py", "--smoke")
     session.run("python", "benchmarks/bench_attention.py", "speed", "--smoke")
     session.run("python", "benchmarks/bench_curriculum.py", "--smoke")
+    session.run("python", "benchmarks/bench_multilabel_nih.py", "--smoke")
+
+
+@nox.session(python=PYTHON)
+def bench_decode(session: nox.Session) -> None:
+    """DICOM/PNG/JPEG decode times and DecodedCache's speed-up (about two minutes)."""
+    _install(session, extras="dev,compare,dicom")
+    session.run("python", "benchmarks/bench_decode.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -116,6 +125,23 @@ def bench_attention(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench_multilabel_nih(session: nox.Session) -> None:
+    """Multi-label protocols and per-finding AUROC with CIs on the real NIH subset."""
+    _bench(session, "bench_multilabel_nih.py")
+
+
+@nox.session(python=PYTHON)
 def bench_curriculum(session: nox.Session) -> None:
     """The paper's claim: scratch vs single SSL stage vs curriculum on Kermany."""
     _bench(session, "bench_curriculum.py")
+
+
+@nox.session(python=PYTHON)
+def study(session: nox.Session) -> None:
+    """The multi-seed Kermany study from its config (hours on a CPU; resumes where it stopped).
+
+    ``nox -s study -- OTHER.toml`` runs another study file.
+    """
+    _install(session, extras="dev,compare,plot")
+    config = session.posargs or ["benchmarks/configs/study_kermany_cpu.toml"]
+    session.run("python", "-m", "cxr_curriculum", "study", *config, env={"OMP_NUM_THREADS": "1"})

@@ -24,8 +24,15 @@ TITLES = {
 METRICS = ("energy_in_mask", "lift", "pointing_game", "rank_accuracy")
 
 
+def _get(entry: dict[str, Any], name: str) -> Any:
+    """A field by its name in ``cxr_curriculum.stats`` or, in records written before the
+    statistics were unified (0.x), by its old name (``mean``, ``diff``)."""
+    old = {"estimate": "mean", "difference": "diff"}
+    return entry[name] if name in entry else entry[old[name]]
+
+
 def _ci(stat: dict[str, float]) -> str:
-    return f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
+    return f"{_get(stat, 'estimate'):.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
 
 
 def _scores_table(scores: dict[str, Any]) -> list[str]:
@@ -39,7 +46,7 @@ def _scores_table(scores: dict[str, Any]) -> list[str]:
         agg = entry["aggregate"]
         n, clusters = agg["lift"]["n"], agg["lift"]["n_clusters"]
         cells = [_ci(agg[m]) for m in METRICS]
-        area = f"{agg['area_fraction']['mean']:.3f}"
+        area = f"{_get(agg['area_fraction'], 'estimate'):.3f}"
         lines.append(
             f"| {method} | {images} (n={n}, {clusters} patients) | "
             + " | ".join(cells)
@@ -54,10 +61,23 @@ def _compare_lines(compare: dict[str, Any]) -> list[str]:
         if not key.endswith("/lift"):
             continue
         lines.append(
-            f"- {key.removesuffix('/lift')}: {c['diff']:+.3f} "
+            f"- {key.removesuffix('/lift')}: {_get(c, 'difference'):+.3f} "
             f"[{c['low']:+.3f}, {c['high']:+.3f}], p = {c['p_value']:.2g}"
         )
     return lines
+
+
+def _compare_header(compare: dict[str, Any]) -> str:
+    first = next(iter(compare.values()), {})
+    if "diff" in first:  # recorded before the unified p-value: (1 + #) / (1 + n_boot)
+        rule = "p-value from the paired patient bootstrap; 1/2001 is the smallest possible"
+    else:
+        n = first.get("n_resamples", 0)
+        rule = (
+            "p-value from the paired patient bootstrap, twice the smaller tail mass at 0 "
+            f"with the add-one correction; 2/{n + 1} is the smallest possible"
+        )
+    return f"Paired comparisons on the same images (`scorer.compare`, difference in lift, {rule}):"
 
 
 def _sanity_line(method: str, check: dict[str, Any]) -> str:
@@ -92,10 +112,7 @@ def render(record: dict[str, Any]) -> str:
             f"{t['train_s'] / 60:.0f} min wall on the shared CPU. Masks: {t['mask_source']}."
         )
         out += ["", *_scores_table(t["scores"]), ""]
-        out.append(
-            "Paired comparisons on the same images (`scorer.compare`, difference in lift, "
-            "p-value from the paired patient bootstrap; 1/2001 is the smallest possible):"
-        )
+        out.append(_compare_header(t["compare"]))
         out += ["", *_compare_lines(t["compare"]), ""]
         for method, check in t["sanity_check"].items():
             out += [_sanity_line(method, check), ""]

@@ -21,7 +21,9 @@ randomisation sanity check. Results go to ``benchmarks/results/attention_*.json`
 ``--seg-checkpoint PATH`` runs either command with the ``LungSegmenter`` architecture and
 interim weights (a training checkpoint) instead of the bundled ones. Trained classifiers
 and preprocessed tensors are cached in ``$ATTN_BENCH_CACHE`` (default
-``/tmp/attn_bench``), so a rerun only re-scores.
+``~/.cache/cxr_curriculum/attn_bench``, a folder only its owner can open, not a shared
+temporary folder), so a rerun only re-scores. Cached files hold only tensors and plain
+containers and are read with ``torch.load(weights_only=True)``: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -54,7 +56,16 @@ METHODS: dict[str, tuple[str, str | None]] = {
     "gradients": ("gradients", None),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
-CACHE = Path(os.environ.get("ATTN_BENCH_CACHE", "/tmp/attn_bench"))
+CACHE = Path(
+    os.environ.get("ATTN_BENCH_CACHE", Path.home() / ".cache" / "cxr_curriculum" / "attn_bench")
+)
+
+
+def _private_cache() -> Path:
+    """The cache folder, created private to this user (mode 0700)."""
+    CACHE.mkdir(parents=True, exist_ok=True, mode=0o700)
+    CACHE.chmod(0o700)
+    return CACHE
 
 
 def _env() -> dict[str, Any]:
@@ -219,9 +230,9 @@ def _auroc(scores: Tensor, labels: Tensor) -> float:
 
 def _task_data(task: str, size: int) -> dict[str, Any]:
     """Train/test tensors, labels, patient ids and V7 masks (covid test images only)."""
-    cache = CACHE / f"{task}_{size}.pt"
+    cache = _private_cache() / f"{task}_{size}.pt"
     if cache.exists():
-        return torch.load(cache, weights_only=False)
+        return dict(torch.load(cache, weights_only=True))
     root = data_root()
     if task == "confounded":
         covid = CovidChestXray(root / "covid-chestxray", with_masks=True)
@@ -268,14 +279,13 @@ def _task_data(task: str, size: int) -> dict[str, Any]:
             "has_mask": torch.zeros(len(te), dtype=torch.bool),
             "classes": list(te.classes),
         }
-    CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(data, cache)
     return data
 
 
 def run_task(task: str, args: argparse.Namespace, seg: Any, seg_desc: str) -> dict[str, Any]:
     data = _task_data(task, args.size)
-    ckpt = CACHE / f"{task}_{args.size}_e{args.epochs}_model.pt"
+    ckpt = _private_cache() / f"{task}_{args.size}_e{args.epochs}_model.pt"
     torch.manual_seed(0)
     model = _classifier()
     t0 = time.perf_counter()

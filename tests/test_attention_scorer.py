@@ -78,7 +78,7 @@ def test_score_real_images_with_supplied_masks(covid: Any, tmp_path: Path) -> No
         assert row["energy_right"] + row["energy_left"] == pytest.approx(row["energy_in_mask"])
     assert n_scored >= 3
     agg = report.aggregate["energy_in_mask"]
-    assert agg.n_clusters == len(set(patients)) and agg.low <= agg.mean <= agg.high
+    assert agg.n_clusters == len(set(patients)) and agg.low <= agg.estimate <= agg.high
     assert report.meta["bootstrap_unit"] == "patient" and report.meta["lung_split"] == "midline"
     # CSV and strict JSON.
     report.to_csv(tmp_path / "r.csv")
@@ -87,12 +87,15 @@ def test_score_real_images_with_supplied_masks(covid: Any, tmp_path: Path) -> No
         rows = list(csv.DictReader(fh))
     assert len(rows) == 6 and float(rows[0]["lift"]) == pytest.approx(report.rows[0]["lift"])
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["aggregate"]["lift"]["mean"] == pytest.approx(report.aggregate["lift"].mean)
+    assert data["aggregate"]["lift"]["estimate"] == pytest.approx(report.aggregate["lift"].estimate)
     # Pictures: one overlay, one grid; PNG files of the right size.
-    save_overlay(tmp_path / "o.png", images[0], report.saliency[0], report.masks[0])
-    save_grid(tmp_path / "g.png", images, report.saliency, report.masks, ncol=3)
+    save_overlay(tmp_path / "o.png", images[0], report.saliency[0], report.masks[0], scale=1)
+    save_grid(tmp_path / "g.png", images, report.saliency, report.masks, ncol=3, scale=1)
     assert Image.open(tmp_path / "o.png").size == (SIZE, SIZE)
-    assert Image.open(tmp_path / "g.png").size == (3 * SIZE, 2 * SIZE)
+    assert Image.open(tmp_path / "g.png").size == (3 * SIZE + 2 * 4, 2 * SIZE + 4)  # 4-px gaps
+    # By default small inputs are upscaled to about 256 px (issue 12).
+    save_overlay(tmp_path / "big.png", images[0], report.saliency[0], report.masks[0])
+    assert Image.open(tmp_path / "big.png").size == (4 * SIZE, 4 * SIZE)
 
 
 @pytest.mark.realdata
@@ -106,7 +109,7 @@ def test_compare_lung_map_beats_uniform_on_real_masks(covid: Any) -> None:
     for row in flat.rows:
         assert row["lift"] == pytest.approx(1.0, rel=1e-5)
     res = scorer.compare(good, flat, "lift")
-    assert res.diff > 0.5 and res.low > 0 and res.p_value < 0.05
+    assert res.difference > 0.5 and res.low > 0 and res.p_value < 0.05
     with pytest.raises(ValueError, match="same images"):
         swapped = AttentionReport(flat.rows[::-1], flat.aggregate)
         scorer.compare(good, swapped)
@@ -163,6 +166,11 @@ def test_sanity_check_decorrelates_maps() -> None:
     assert rows[0]["spearman"] == pytest.approx(1.0) and len(rows) == 4
     assert rows[-1]["n_randomised"] == 3  # fc, conv2, conv1: the whole network
     assert rows[-1]["spearman"] < 0.9
+    text = result.summary()  # issue 12: the sanity-check result had no summary()
+    lines = text.splitlines()
+    assert lines[0].startswith("sanity check (cascading randomisation) of gradients on 4 images")
+    assert len(lines) == 2 + len(rows) + 1 and "fully randomised" in lines[-1]
+    assert f"{rows[-1]['spearman']:.3f}" in lines[-1] and "fc" in text and "features.0" in text
     # The trained model is untouched.
     assert torch.equal(scorer.saliency(net, images, 0), scorer.saliency(net, images, 0))
 
@@ -170,7 +178,7 @@ def test_sanity_check_decorrelates_maps() -> None:
 def test_overlay_draws_right_lung_contour_on_image_left() -> None:
     lungs = torch.zeros(2, 20, 30, dtype=torch.bool)
     lungs[0, 5:15, 3:10] = True
-    pic = overlay(torch.zeros(1, 20, 30), torch.zeros(20, 30), lungs)
+    pic = overlay(torch.zeros(1, 20, 30), torch.zeros(20, 30), lungs, scale=1)
     px = pic.load()
     assert px[3, 10] == (0, 255, 0)  # x=3 (image left), y=10: right-lung contour, green
     assert px[25, 10] == (0, 0, 0)
@@ -193,7 +201,7 @@ def test_default_segmenter_scores_real_images(covid: Any) -> None:
     assert scorer._segmenter is not None and report.meta["mask_source"] == "predicted"
     assert all(isinstance(r["seg_quality_ok"], bool) for r in report.rows)
     # Saliency concentrated on the V7 lungs is mostly inside the predicted lungs.
-    assert report.aggregate["energy_in_mask"].mean > 0.6
+    assert report.aggregate["energy_in_mask"].estimate > 0.6
 
 
 def test_top_level_export() -> None:

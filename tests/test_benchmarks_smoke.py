@@ -31,16 +31,17 @@ def test_bench_curriculum_smoke(
     record = json.loads(
         (tmp_path / "benchmarks" / "results" / "bench_curriculum_smoke.json").read_text()
     )
-    rows = record["results"]
-    scored = [r for r in rows if "auroc" in r]
-    assert {r["arm"] for r in scored} == {"scratch", "rotation->simclr"}
-    assert {r["protocol"] for r in scored} == {"knn", "linear_probe", "fine_tune"}
-    for r in scored:
-        assert 0.0 <= r["auroc_ci"][0] <= r["auroc"] <= r["auroc_ci"][1] <= 1.0
-    tuned = [r for r in scored if r["protocol"] == "fine_tune"]
-    assert all(0.0 <= r["energy_in_mask"] <= 1.0 for r in tuned)
-    paired = [r for r in rows if r.get("vs") == "scratch"]
-    assert len(paired) == 3 and all("difference" in r for r in paired)
+    results = record["results"]
+    metrics = results["arm_metrics"]
+    assert {r["arm"] for r in metrics} == {"scratch", "rotation->simclr"}
+    assert {r["protocol"] for r in metrics} == {"knn", "linear_probe", "fine_tune"}
+    for r in metrics:
+        assert 0.0 <= r["estimate"] <= 1.0 and r["per_seed"] == [r["estimate"]]
+    assert len(results["cells"]) == 2 * 3
+    tuned = [c for c in results["cells"] if c["protocol"] == "fine_tune"]
+    assert all(0.0 <= c["attention_mean"]["energy_in_mask"] <= 1.0 for c in tuned)
+    paired = results["comparisons"]
+    assert len(paired) == 3 and all(len(c["per_seed"]) == 1 for c in paired)
     assert record["config"]["imagenet"]  # measured, or the reason it was not
     assert (tmp_path / "docs" / "benchmarks" / "bench_curriculum_smoke.md").exists()
 
@@ -75,6 +76,28 @@ def test_bench_attention_speed_smoke(
     record = json.loads((tmp_path / "attention_speed_smoke.json").read_text())
     assert record["n_images"] == 4 and record["size"] == 64
     assert record["speedup_vs_loop"] > 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bench_decode_smoke(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pydicom")
+    monkeypatch.setattr(_bench("_common", monkeypatch), "REPO", tmp_path)
+    bench = _bench("bench_decode", monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["bench_decode.py", "--smoke"])
+    bench.main(["--smoke"])
+    record = json.loads((tmp_path / "benchmarks" / "results" / "decode_smoke.json").read_text())
+    results = record["results"]
+    films = [r for r in results["decode"] if r["encoding"] not in ("Kermany JPEG", "NIH PNG")]
+    assert len(films) >= 3 and all(r["s_per_image"] > 0 for r in results["decode"])
+    dicom, raster = results["read"][:2]
+    assert dicom["images"] == f"{len(films)} DICOM films" and raster["images"] == "6 PNG/JPEG"
+    assert dicom["speed_up"] > 1.0  # a cached read beats decoding a DICOM film
+    arms = {r["arm"]: r for r in results["pretrain"]}
+    assert arms["uncached"]["images"] == arms["DecodedCache"]["images"] == 8
+    assert (tmp_path / "docs" / "benchmarks" / "decode_smoke.md").exists()
 
 
 def test_attention_report_renders_the_recorded_experiment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -420,7 +420,7 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     outs = [p.communicate(timeout=180) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][1][-3000:] + outs[1][1][-3000:]
     assert all("world 2" in out for out, _ in outs)
-    ranks = [torch.load(tmp_path / f"rank{r}") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
     assert any(not torch.equal(v, start[k]) for k, v in one.state_dict().items())
     for k, v in one.state_dict().items():
         torch.testing.assert_close(ranks[0][k], v, rtol=1e-4, atol=1e-6)

@@ -240,7 +240,7 @@ def test_rank_orders_ranks_by_proxy_and_is_reproducible() -> None:
         torch.manual_seed(0)
         return TinyBackbone()
 
-    ranked = rank_orders(stages, fresh, proxy=score, steps_per_stage=3, seed=4)
+    ranked = rank_orders(stages, fresh, proxy=score, steps_per_stage=3, seeds=(4,))
     assert sorted(r.order for r in ranked) == [(0, 1), (1, 0)]
     assert ranked[0].score >= ranked[1].score
     assert {r.names for r in ranked} == {("a", "b"), ("b", "a")}
@@ -264,6 +264,6 @@ def test_rank_orders_knn_proxy_on_real_xrays(data_root: Path) -> None:
         Stage(TinyRotation(), train, steps=2, batch_size=4, image_size=32, name="a"),
         Stage(TinyRotation(24), train, steps=2, batch_size=4, image_size=32, name="b"),
     ]
-    ranked = rank_orders(stages, TinyBackbone, train=train, val=val, k=3, image_size=32)
+    ranked = rank_orders(stages, TinyBackbone, train=train, val=val, k=3, image_size=32, seeds=(0,))
     assert len(ranked) == 2 and all(0.0 <= r.score <= 1.0 for r in ranked)
     assert all(math.isfinite(r.seconds) for r in ranked)

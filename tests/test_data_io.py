@@ -11,6 +11,7 @@ from PIL import Image
 
 from cxr_curriculum.data import (
     MASK_IGNORE,
+    MIN_IMAGE_SIDE,
     ImageReadError,
     bundled_sample_root,
     check_image,
@@ -152,3 +153,58 @@ def test_error_pickles_for_dataloader_workers(tmp_path: Path) -> None:
     err = ImageReadError(tmp_path / "x.png", "empty file (0 bytes)")
     back = pickle.loads(pickle.dumps(err))
     assert back.path == err.path and back.reason == err.reason and str(back) == str(err)
+
+
+# --- formats other than PNG/JPEG/DICOM are refused by content -------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [("TIFF", "scan.tif"), ("TIFF", "disguised.png"), ("BMP", "x.bmp"), ("GIF", "x.png")],
+)
+def test_other_formats_are_refused_by_content(tmp_path: Path, fmt: str, name: str) -> None:
+    arr = (_gradient(32, 32).astype(np.uint16) * 200) if fmt == "TIFF" else _gradient(32, 32)
+    Image.fromarray(arr).save(tmp_path / name, format=fmt)
+    with pytest.raises(ImageReadError, match=f"unsupported image format {fmt}") as info:
+        read_image(tmp_path / name)
+    assert "PNG, JPEG and DICOM are read" in info.value.reason
+
+
+# --- a documented minimum size --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (1, 8), (8, 1), (15, 300)])
+def test_images_under_the_minimum_side_are_refused(tmp_path: Path, h: int, w: int) -> None:
+    Image.fromarray(np.full((h, w), 128, np.uint8)).save(tmp_path / "tiny.png")
+    with pytest.raises(ImageReadError, match=rf"image too small \({h}x{w} px") as info:
+        read_image(tmp_path / "tiny.png")
+    assert f"at least {MIN_IMAGE_SIDE} px" in info.value.reason
+    assert read_image(tmp_path / "tiny.png", min_side=0).shape == (1, h, w)
+    assert check_image(tmp_path / "tiny.png") == str(info.value)
+
+
+def test_the_minimum_side_itself_is_accepted(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((MIN_IMAGE_SIDE, 40), np.uint8)).save(tmp_path / "ok.png")
+    assert read_image(tmp_path / "ok.png").shape == (1, MIN_IMAGE_SIDE, 40)
+
+
+# --- ImageReadError rebuilt from a DataLoader worker's message --------------------------
+
+
+def test_error_rebuilt_from_a_worker_message(tmp_path: Path) -> None:
+    folder = tmp_path / "study: 2024"  # a path holding ": "
+    folder.mkdir()
+    (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    original = ImageReadError(folder / "cut.png", "truncated or corrupt image data (x: y)")
+    message = (
+        "Caught ImageReadError in DataLoader worker process 0.\nOriginal Traceback (most "
+        'recent call last):\n  File "x.py", line 1, in f\n'
+        f"cxr_curriculum.data.errors.ImageReadError: {original}\n"
+    )
+    rebuilt = ImageReadError(message)
+    assert rebuilt.path == original.path and rebuilt.reason == original.reason
+    assert str(rebuilt) == message  # the worker's traceback is kept
+    gone = ImageReadError(f"ImageReadError: {ImageReadError(tmp_path / 'x.png', 'file not found')}")
+    assert gone.path == tmp_path / "x.png" and gone.reason == "file not found"
+    with pytest.raises(TypeError, match="takes \\(path, reason\\)"):
+        ImageReadError("something else entirely")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import inspect
+import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -14,14 +17,26 @@ from PIL import Image
 from cxr_curriculum.data import (
     COVID_VS_OTHER,
     MASK_IGNORE,
+    MIMICCXR,
+    WINDOWS,
+    CheXpert,
     CovidChestXray,
+    FindingsPool,
+    ImagePool,
     KermanyPneumonia,
     LabeledImage,
     MaskedImage,
+    NIHChestXray14,
+    PadChest,
+    RSNAPneumonia,
     ShenzhenMontgomery,
+    SIIMPneumothorax,
+    UnlabeledImages,
+    VinDrCXR,
     bundled_sample_root,
     kermany_patient_id,
     kermany_subtype,
+    read_image,
 )
 
 pytestmark = pytest.mark.realdata
@@ -182,3 +197,93 @@ def test_transforms_are_applied(data_root: Path) -> None:
     torch.testing.assert_close(item.image, 1.0 - raw.image[:, :32, :32])
     with pytest.raises(ValueError, match="joint_transform needs a dataset with masks"):
         CovidChestXray(joint_transform=lambda im, m: (im, m))
+
+
+def test_labelled_loaders_take_dicom_films(data_root: Path, tmp_path: Path) -> None:
+    """A Kermany-layout folder of DICOM films (one ACR-NEMA file without a suffix)."""
+    src = data_root / "dicom-cxr"
+    root = tmp_path / "kermany"
+    (root / "train" / "NORMAL").mkdir(parents=True)
+    (root / "train" / "PNEUMONIA").mkdir(parents=True)
+    shutil.copy(src / "nih-dicom" / "00000001_000.dcm", root / "train/NORMAL/IM-0001-0001.dcm")
+    shutil.copy(src / "acr-nema" / "CR-MONO1-10-chest", root / "train/PNEUMONIA/person1_virus_1")
+    ds = KermanyPneumonia(root, "train", check_files=True)
+    assert ds.class_counts() == {"NORMAL": 1, "PNEUMONIA": 1}
+    assert ds.patient_ids == ["IM-0001", "person1"]
+    normal, pneumonia = ds[0], ds[1]
+    assert normal.image.shape == (1, 1024, 1024) and pneumonia.image.shape == (1, 440, 440)
+    assert normal.label == 0 and pneumonia.label == 1
+    meta = ds.dicom_meta(1)
+    assert meta is not None and (meta.modality, meta.view_position) == ("CR", "PA")
+
+
+# ---------------------------------------------------------------------- window=
+
+LOADERS = (
+    KermanyPneumonia, CovidChestXray, NIHChestXray14, ShenzhenMontgomery, CheXpert, MIMICCXR,
+    PadChest, RSNAPneumonia, SIIMPneumothorax, VinDrCXR, FindingsPool, UnlabeledImages, ImagePool,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("loader", LOADERS, ids=lambda c: c.__name__)
+def test_every_loader_takes_window_keyword_only(loader: type) -> None:
+    param = inspect.signature(loader).parameters["window"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default == "auto"
+    assert "window: DICOM windowing policy" in (loader.__doc__ or "")
+
+
+@pytest.mark.parametrize(
+    ("loader", "folder"),
+    [
+        (KermanyPneumonia, "kermany-pneumonia"),
+        (CovidChestXray, "covid-chestxray"),
+        (NIHChestXray14, "nih-chestxray14-subset"),
+        (ShenzhenMontgomery, "shenzhen-montgomery-tb"),
+        (UnlabeledImages, "dicom-cxr"),
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_loaders_refuse_a_bad_window(data_root: Path, loader: type, folder: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"window must be one of {WINDOWS}, got 'lut'")):
+        loader(data_root / folder, window="lut")
+    assert loader(data_root / folder, window="percentile").window == "percentile"
+
+
+def test_the_window_reaches_the_dicom_films(data_root: Path, tmp_path: Path) -> None:
+    """Kermany, NIH (folder form) and Covid layouts of real DICOM films, two windows."""
+    film = data_root / "dicom-cxr" / "acr-nema" / "CR-MONO1-10-chest"  # 10-bit, 440 x 440
+    kermany = tmp_path / "kermany" / "train"
+    for name in ("NORMAL/IM-0001-0001.dcm", "PNEUMONIA/person1_virus_1.dcm"):
+        (kermany / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(film, kermany / name)
+    nih = tmp_path / "nih" / "Pneumonia" / "00000001_000.dcm"
+    nih.parent.mkdir(parents=True)
+    shutil.copy(film, nih)
+    covid = tmp_path / "covid"
+    (covid / "images").mkdir(parents=True)
+    shutil.copy(film, covid / "images" / "film.dcm")
+    (covid / "metadata.csv").write_text(
+        "patientid,finding,view,modality,filename\n1,COVID-19,PA,X-ray,film.dcm\n"
+    )
+    seen = []
+    for window in ("minmax", "percentile"):
+        expected = read_image(film, window=window)
+        for ds in (
+            KermanyPneumonia(tmp_path / "kermany", "train", window=window),
+            NIHChestXray14(tmp_path / "nih", window=window, check_files=True),
+            CovidChestXray(covid, window=window),
+        ):
+            assert ds.window == window
+            torch.testing.assert_close(ds[0].image, expected, rtol=0, atol=0)
+        seen.append(expected)
+    assert not torch.equal(seen[0], seen[1])  # the two windows differ on this film
+
+
+@pytest.mark.parametrize(
+    "loader",
+    (CheXpert, MIMICCXR, PadChest, RSNAPneumonia, SIIMPneumothorax, VinDrCXR),
+    ids=lambda c: c.__name__,
+)
+def test_table_loaders_check_the_window_before_reading(tmp_path: Path, loader: type) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"window must be one of {WINDOWS}, got 'lut'")):
+        loader(tmp_path / "absent", window="lut")  # no table is needed to refuse it

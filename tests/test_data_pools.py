@@ -160,4 +160,5 @@ def test_pool_of_all_real_sets(data_root: Path) -> None:
     ]
     pool = ImagePool(*parts, exclude_files=test)
     assert len(pool) == 5216 + 496 + 1000 + 72 and pool.excluded == 624
-    assert len(UnlabeledImages(data_root)) == 5840 + 496 + 1000 + 72
+    # + dicom-cxr/: 10 DICOM files (one ACR-NEMA file without a suffix) and one PNG
+    assert len(UnlabeledImages(data_root)) == 5840 + 496 + 1000 + 72 + 11

@@ -124,8 +124,48 @@ def test_covid_skip_and_unlabeled_skip(tmp_path: Path, data_root: Path) -> None:
     pool_root.mkdir()
     for name in with_mask:
         shutil.copy(root / "images" / name, pool_root / name)
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(pool_root / "ok.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(pool_root / "ok.png")  # the minimum
     unlabeled = UnlabeledImages(pool_root, on_error="skip")
     assert len(unlabeled) == 4 and [p.name for p, _ in unlabeled.skipped] == [with_mask[0]]
     with pytest.raises(ImageReadError, match="empty file"):
         ImagePool(UnlabeledImages(pool_root), check_files=True)
+
+
+def test_worker_errors_arrive_as_image_read_error_with_path(tmp_path: Path) -> None:
+    root = _kermany_with_bad_files(tmp_path)
+    ds = KermanyPneumonia(root, "train")
+    bad = root / "train/NORMAL/IM-9001-0001.jpeg"
+    with pytest.raises(ImageReadError) as info:
+        for _ in DataLoader(ds, batch_size=2, num_workers=1):
+            pass
+    assert info.value.path == bad and info.value.reason == "empty file (0 bytes)"
+    assert "DataLoader worker process 0" in str(info.value)  # the worker's traceback is kept
+
+
+def test_tiny_images_follow_the_on_error_policy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = _kermany_with_bad_files(tmp_path)
+    for name in (
+        "NORMAL/IM-9001-0001",
+        "PNEUMONIA/person9002_virus_1",
+        "PNEUMONIA/person9003_bacteria_2",
+    ):
+        (root / "train" / f"{name}.jpeg").unlink()  # only the 4 good files and the tiny ones
+    tiny = root / "train/NORMAL/IM-9100-0001.jpeg"
+    strip = root / "train/PNEUMONIA/person9101_virus_3.jpeg"
+    Image.fromarray(np.full((1, 1), 90, np.uint8)).save(tiny)
+    Image.fromarray(np.full((1, 8), 90, np.uint8)).save(strip)  # 8 wide, 1 high
+    lazy = KermanyPneumonia(root, "train")
+    assert len(lazy) == 6
+    with pytest.raises(ImageReadError, match="image too small") as info:
+        lazy[lazy.files.index(tiny)]
+    assert info.value.path == tiny
+    with caplog.at_level(logging.WARNING, logger="cxr_curriculum.data"):
+        ds = KermanyPneumonia(root, "train", on_error="skip")
+    assert len(ds) == 4 and {p for p, _ in ds.skipped} == {tiny, strip}
+    assert "skipped 2 of 6 files (2 image too small)" in caplog.text
+    with pytest.raises(ImageReadError, match=r"image too small \(1x1 px.*1 more bad file"):
+        KermanyPneumonia(root, "train", check_files=True)
+    pool = UnlabeledImages(root, on_error="skip")
+    assert len(pool) == 4 and len(pool.skipped) == 2

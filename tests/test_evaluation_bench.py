@@ -54,3 +54,34 @@ def test_ssl_throughput_steps_run_for_both_libraries(monkeypatch: pytest.MonkeyP
         assert bench.time_steps(step, 1, 0, "cpu") > 0
     with pytest.raises(ValueError, match="no lightly equivalent"):
         bench.lightly_step("rotation", {}, views, "cpu", total=4)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bench_multilabel_nih_smoke(
+    common,  # type: ignore[no-untyped-def]
+    data_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    monkeypatch.setattr("sys.argv", ["bench_multilabel_nih.py", "--smoke"])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        importlib.import_module("bench_multilabel_nih").main(["--smoke"])
+    finally:
+        torch.set_num_threads(before)
+    record = json.loads(
+        (tmp_path / "benchmarks" / "results" / "multilabel_nih_smoke.json").read_text()
+    )["results"]
+    rows = record["rows"]
+    assert {r["protocol"] for r in rows} == {"knn", "linear_probe", "fine_tune"}
+    for r in rows:
+        assert 0.0 <= r["ci_95"][0] <= r["ci_95"][1] <= 1.0 and 0.0 <= r["auroc"] <= 1.0
+        if r["finding"] != "macro":  # only findings with enough test positives are shown
+            assert r["test_positives"] == record["test_positives"][r["finding"]] >= 3
+    assert record["fine_tune_minus_linear_probe"]["macro"]["metric"] == "macro_auroc"
+    assert record["attention"]["finding"] == "Pneumonia" and record["attention"]["n_images"] == 4
+    assert (tmp_path / "docs" / "benchmarks" / "multilabel_nih_smoke.md").exists()

@@ -92,17 +92,18 @@ def test_paired_auroc_test_detects_a_clear_difference() -> None:
     noise = rng.normal(size=200)
     cmp = paired_auroc_test(good, noise, y, n_resamples=500, seed=0)
     assert cmp.difference > 0.3
-    assert 0 < cmp.ci_low <= cmp.difference <= cmp.ci_high
-    assert cmp.p_bootstrap < 0.01 and cmp.delong.p_value < 1e-6
+    assert 0 < cmp.low <= cmp.difference <= cmp.high
+    assert cmp.p_value < 0.01 and cmp.delong is not None and cmp.delong.p_value < 1e-6
     again = paired_auroc_test(good, noise, y, n_resamples=500, seed=0)
     assert again == cmp
     flat = cmp.to_dict()
     assert flat["difference"] == cmp.difference and flat["delong_p_value"] == cmp.delong.p_value
+    assert flat["metric"] == "auroc" and flat["p_value"] == cmp.p_value
     assert "delong" not in flat
     # Patient clusters: each patient has two images; the interval is reproducible too.
     groups = [f"p{i // 2}" for i in range(200)]
     clustered = paired_auroc_test(good, noise, y, n_resamples=300, groups=groups)
-    assert clustered.ci_low > 0
+    assert clustered.low > 0 and clustered.n_clusters == 100
 
 
 def test_paired_auroc_test_rejects_bad_input() -> None:
@@ -147,7 +148,7 @@ def test_bootstrap_skips_undefined_resamples() -> None:
     y = torch.zeros(20, dtype=torch.long)
     y[0] = 1
     s = torch.rand(20, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="resamples gave a defined metric"):
+    with pytest.raises(ValueError, match="resamples gave a defined value"):
         bootstrap_ci(auroc, s, y, n_resamples=200)
     ci = bootstrap_ci(auroc, s, y, n_resamples=200, min_valid=0.3)
     assert 0.3 * 200 <= ci.n_valid < 200

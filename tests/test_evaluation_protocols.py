@@ -220,3 +220,29 @@ def test_precomputed_features_must_match_the_call() -> None:
         knn_evaluate(_tiny_cnn(), _Bright(12, seed=0), test, image_size=40, features=feats)
     with pytest.raises(ValueError, match="image_size=32"):
         linear_probe(_tiny_cnn(), train, test, image_size=32, features=feats)
+
+
+def test_features_for_a_label_fraction_only_extract_that_subset() -> None:
+    train, test = _Bright(40, seed=0), _Bright(8, seed=1)
+    net = _tiny_cnn().eval()
+    seen = 0
+
+    def count(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        nonlocal seen
+        seen += args[0].shape[0]
+
+    net.register_forward_pre_hook(count)
+    feats = FrozenFeatures.compute(net, train, test, image_size=40, fraction=0.5, seed=3)
+    subset = train_subset(train, 0.5, seed=3)
+    assert seen == len(subset) + len(test) < len(train) + len(test)
+    assert feats.train_x.shape[0] == len(subset) and feats.train_size == 40
+    for fraction in (0.5, 0.25):  # nested subsets: the 25 % rows are among the 50 % rows
+        kw = {"fraction": fraction, "seed": 3, "image_size": 40}
+        cached = knn_evaluate(net, train, test, k=3, features=feats, **kw)
+        fresh = knn_evaluate(net, train, test, k=3, **kw)
+        torch.testing.assert_close(cached.scores, fresh.scores)
+        assert cached.n_train == fresh.n_train == len(train_subset(train, fraction, 3))
+    with pytest.raises(ValueError, match="computed with a label fraction"):
+        linear_probe(net, train, test, image_size=40, features=feats)  # needs all 40
+    with pytest.raises(ValueError, match="same seed"):
+        knn_evaluate(net, train, test, fraction=0.5, seed=4, image_size=40, features=feats)

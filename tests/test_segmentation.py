@@ -169,8 +169,8 @@ def test_quality_flags_on_real_and_blank_images(
 def test_predict_validates_input(segmenter: LungSegmenter) -> None:
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         segmenter.predict(torch.rand(2, 3, 64, 64))
-    with pytest.raises(ValueError, match="float"):
-        segmenter.predict(torch.zeros(1, 1, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="uint8, uint16 or float"):
+        segmenter.predict(torch.zeros(1, 1, 64, 64, dtype=torch.int32))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         segmenter.predict(np.full((32, 32), 3.0))
     with pytest.raises(ValueError, match="batch_size"):

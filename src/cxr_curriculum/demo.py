@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cxr_curriculum.attention import LungAttentionScorer
+from cxr_curriculum.attention import LungAttentionScorer, suggest_layer
 from cxr_curriculum.attention.plots import save_grid, save_overlay
 from cxr_curriculum.backbones import Backbone
 from cxr_curriculum.curriculum import Curriculum, Stage
@@ -145,7 +145,10 @@ def run_demo(args: argparse.Namespace) -> Path:
         scorer = LungAttentionScorer(
             segmenter=segmenter,
             method="gradcam",
-            target_layer=cast(Backbone, model.backbone).fine_target_layer,
+            # The deepest layer whose map still has >= 4x4 cells at this input size
+            # (layer3 at 64 px); a coarser map scores near chance whatever the model does.
+            target_layer=suggest_layer(model, small[:1])
+            or cast(Backbone, model.backbone).fine_target_layer,
             n_boot=1000,
             seed=args.seed,
         )

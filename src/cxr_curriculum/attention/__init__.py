@@ -9,10 +9,13 @@ Saliency methods (batched, in torch; maps ``(B, H, W)`` at the input resolution)
 comparisons, the cascading-randomisation sanity check and pictures.
 """
 
+from cxr_curriculum.stats import ConfidenceInterval, PairedComparison
+
 from .base import SaliencyMethod, eval_mode
 from .cam import CAM, GradCAM, GradCAMPlusPlus, HiResCAM, capture_activation, find_layer
+from .dataset import DatasetSample, load_sample, pick_indices
 from .gradients import Gradients, IntegratedGradients, SmoothGrad
-from .masks import as_lung_masks, split_midline
+from .masks import as_lung_masks, predict_lung_masks, split_midline
 from .metrics import (
     METRIC_COLUMNS,
     area_fraction,
@@ -24,12 +27,12 @@ from .metrics import (
     rank_accuracy,
     resize_saliency,
 )
-from .plots import overlay, saliency_grid, save_grid, save_overlay
+from .plots import DISPLAY_SIDE, display_scale, overlay, saliency_grid, save_grid, save_overlay
 from .registry import SALIENCY_METHODS, make_saliency
 from .report import AttentionReport, SanityReport
+from .resolution import MIN_CAM_SIDE, CoarseSaliencyWarning, suggest_layer
 from .sanity import cascading_randomization, parameter_layers, spearman
 from .scorer import LungAttentionScorer
-from .stats import BootstrapCI, PairedComparison, bootstrap_ci, paired_bootstrap
 from .targets import (
     BinaryLogitTarget,
     ClassTarget,
@@ -37,16 +40,21 @@ from .targets import (
     TargetsLike,
     predicted_target,
     resolve_target,
+    targets_by_name,
 )
 
 __all__ = [
     "CAM",
+    "DISPLAY_SIDE",
     "METRIC_COLUMNS",
+    "MIN_CAM_SIDE",
     "SALIENCY_METHODS",
     "AttentionReport",
     "BinaryLogitTarget",
-    "BootstrapCI",
     "ClassTarget",
+    "CoarseSaliencyWarning",
+    "ConfidenceInterval",
+    "DatasetSample",
     "GradCAM",
     "GradCAMPlusPlus",
     "Gradients",
@@ -61,20 +69,22 @@ __all__ = [
     "TargetsLike",
     "area_fraction",
     "as_lung_masks",
-    "bootstrap_ci",
     "capture_activation",
     "cascading_randomization",
+    "display_scale",
     "empty_saliency",
     "energy_in_mask",
     "eval_mode",
     "find_layer",
     "lift",
+    "load_sample",
     "lung_metrics",
     "make_saliency",
     "overlay",
-    "paired_bootstrap",
     "parameter_layers",
+    "pick_indices",
     "pointing_game",
+    "predict_lung_masks",
     "predicted_target",
     "rank_accuracy",
     "resize_saliency",
@@ -84,4 +94,6 @@ __all__ = [
     "save_overlay",
     "spearman",
     "split_midline",
+    "suggest_layer",
+    "targets_by_name",
 ]

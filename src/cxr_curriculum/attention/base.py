@@ -11,13 +11,37 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .targets import Target, TargetsLike, resolve_target
 
-__all__ = ["SaliencyMethod", "eval_mode"]
+__all__ = ["SaliencyMethod", "check_unit_images", "eval_mode"]
+
+
+def check_unit_images(images: Any) -> None:
+    """Refuse what is not a finite float ``(B, C, H, W)`` batch in ``[0, 1]``.
+
+    Images outside ``[0, 1]`` (0-255 values, ImageNet-normalised tensors) give wrong
+    masks and wrong scores without any error, so they are refused with the range found.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float (B, 1, H, W) tensor in [0, 1], got {got}")
+    if images.shape[0] == 0:
+        raise ValueError("images must hold at least one image")
+    if not bool(torch.isfinite(images).all()):
+        bad = (~torch.isfinite(images)).flatten(1).any(1).nonzero()[:, 0].tolist()
+        raise ValueError(f"images hold NaN or infinite values (image(s) {bad[:5]})")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"images must have values in [0, 1] (the library's image convention), found "
+            f"[{low:g}, {high:g}]; divide 8-bit data by 255 and put any normalisation "
+            "inside the model"
+        )
 
 
 @contextlib.contextmanager

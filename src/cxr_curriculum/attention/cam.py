@@ -111,6 +111,13 @@ class CAM(SaliencyMethod):
         super().__init__(model)
         self.target_layer = find_layer(model, target_layer)
         self.relu = relu
+        #: ``(h, w)`` of the layer's map in the last call (``None`` before the first).
+        self.map_size: tuple[int, int] | None = None
+
+    @property
+    def layer_name(self) -> str:
+        """Dotted name of the explained layer inside the model."""
+        return next(n for n, m in self.model.named_modules() if m is self.target_layer)
 
     def attribute(self, images: Tensor, targets: TargetsLike) -> Tensor:
         """Forward, score, differentiate with respect to the layer, combine, upsample."""
@@ -126,6 +133,7 @@ class CAM(SaliencyMethod):
                 f"target layer output must be (B, C, h, w), got {tuple(act.shape)}; "
                 "choose a convolutional layer"
             )
+        self.map_size = (int(act.shape[-2]), int(act.shape[-1]))
         scores = self._score(outputs, targets)
         (grads,) = torch.autograd.grad(scores.sum(), act)
         cam = self.combine(act.detach(), grads.detach())

@@ -1,11 +1,14 @@
-"""Bring lung masks from any source into the scorer's ``(B, 2, H, W)`` bool form."""
+"""Lung masks for the scorer: predicted by a segmenter, or brought from any source into
+the ``(B, 2, H, W)`` bool form."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["as_lung_masks", "split_midline"]
+__all__ = ["as_lung_masks", "predict_lung_masks", "split_midline"]
 
 
 def split_midline(union: Tensor) -> Tensor:
@@ -52,3 +55,43 @@ def as_lung_masks(masks: Tensor) -> tuple[Tensor, str]:
             f"masks must be (B, 2, H, W), (B, 1, H, W) or (B, H, W), got {tuple(masks.shape)}"
         )
     return split_midline(masks), "midline"
+
+
+def predict_lung_masks(
+    segmenter: Any, images: Tensor, batch_size: int
+) -> tuple[Tensor, list[bool | None], list[str]]:
+    """Predicted ``(B, 2, H, W)`` masks with per-image quality flags and reasons.
+
+    Uses the segmenter's ``predict_with_quality`` when it has one (as
+    :class:`~cxr_curriculum.segmentation.LungSegmenter` does), else ``predict`` (flags
+    ``None``), ``batch_size`` images at a time.
+
+    Args:
+        segmenter: An object with ``predict(images) -> (B, 2, H, W) bool``.
+        images: ``(B, 1, H, W)`` float in ``[0, 1]``.
+        batch_size: Images per call.
+
+    Returns:
+        Masks on the CPU, ``ok`` flags (``None`` where unknown) and the reasons of
+        failed checks (``""`` where none).
+    """
+    masks: list[Tensor] = []
+    flags: list[bool | None] = []
+    reasons: list[str] = []
+    for batch in images.split(batch_size):
+        with_quality = getattr(segmenter, "predict_with_quality", None)
+        if callable(with_quality):
+            pred = with_quality(batch)
+            m = pred.masks
+            flags += [bool(q.ok) for q in pred.quality]
+            reasons += ["; ".join(q.reasons) for q in pred.quality]
+        else:
+            m = segmenter.predict(batch)
+            flags += [None] * batch.shape[0]
+            reasons += [""] * batch.shape[0]
+        if m.dtype != torch.bool or m.shape[:2] != (batch.shape[0], 2):
+            raise ValueError(
+                f"segmenter returned {m.dtype} {tuple(m.shape)}, need (B, 2, H, W) bool"
+            )
+        masks.append(m.cpu())
+    return torch.cat(masks), flags, reasons

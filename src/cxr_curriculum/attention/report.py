@@ -1,40 +1,64 @@
-"""Reports of lung-attention scores: per-image rows, aggregates, CSV and JSON output."""
+"""Reports of lung-attention scores: per-image rows, aggregates, summaries, CSV and JSON."""
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .stats import BootstrapCI
+from cxr_curriculum.stats import ConfidenceInterval, mean_ci
 
-__all__ = ["AttentionReport", "SanityReport"]
+from .report_io import json_safe, write_csv, write_json
+from .sanity_report import SanityReport
 
+__all__ = ["AttentionReport", "SanityReport", "aggregate_metrics"]
 
-def _write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        raise ValueError("nothing to write: the report has no rows")
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+_LIST_FAILED = 5  # failed images named in a summary
+#: Metrics shown by :meth:`AttentionReport.summary`.
+SUMMARY_METRICS = ("energy_in_mask", "lift", "pointing_game", "rank_accuracy", "area_fraction")
 
 
-def _json_safe(obj: Any) -> Any:
-    """Replace NaN/inf by ``None`` (strict JSON) recursively."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+def aggregate_metrics(
+    rows: list[dict[str, Any]],
+    metrics: list[str] | tuple[str, ...],
+    counted: Tensor,
+    settings: dict[str, Any],
+) -> dict[str, ConfidenceInterval]:
+    """Mean and patient-bootstrap CI of each metric over the ``counted`` rows.
+
+    Args:
+        rows: Per-image rows holding the metrics and ``patient_id``.
+        metrics: Columns to aggregate.
+        counted: ``(N,)`` bool; rows left out are treated as NaN (dropped, counted in
+            ``n_nan``).
+        settings: ``n_boot``, ``level`` and ``seed`` of the bootstrap.
+    """
+    ids = [r["patient_id"] for r in rows]
+    clusters = None if any(i is None for i in ids) else [str(i) for i in ids]
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    out = {}
+    for name in metrics:
+        values = torch.tensor([float(r[name]) for r in rows], dtype=torch.float64)
+        out[name] = mean_ci(
+            torch.where(counted, values, nan),
+            clusters,
+            n_resamples=settings["n_boot"],
+            confidence=settings["level"],
+            seed=settings.get("seed", 0),
+        )
+    return out
+
+
+def _title(row: dict[str, Any]) -> str:
+    """Default picture title of a report row."""
+    parts = [f"y={row['label']}"] if row.get("label") is not None else []
+    parts.append(f"lift {row['lift']:.2f}")
+    if row["seg_quality_ok"] is False:
+        parts.append("QC failed")
+    return f"{row['image_id']}\n{' '.join(parts)}"
 
 
 @dataclass
@@ -50,13 +74,15 @@ class AttentionReport:
         meta: Method, interpolation, lung split, bootstrap settings.
         saliency: ``(B, H, W)`` maps (kept for plots unless ``keep_maps=False``).
         masks: ``(B, 2, H, W)`` bool lung masks used.
+        images: ``(B, 1, H, W)`` images scored (kept with the maps), for pictures.
     """
 
     rows: list[dict[str, Any]]
-    aggregate: dict[str, BootstrapCI]
+    aggregate: dict[str, ConfidenceInterval]
     meta: dict[str, Any] = field(default_factory=dict)
     saliency: Tensor | None = None
     masks: Tensor | None = None
+    images: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -78,53 +104,112 @@ class AttentionReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``meta``, ``aggregate`` and ``rows`` (NaN written as ``null``)."""
         agg = {k: v.to_dict() for k, v in self.aggregate.items()}
-        return _json_safe({"meta": self.meta, "aggregate": agg, "rows": self.rows})
+        return json_safe({"meta": self.meta, "aggregate": agg, "rows": self.rows})
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` as strict JSON."""
-        with open(path, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2, allow_nan=False)
+        write_json(path, self.to_dict())
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the per-image rows as CSV (one line per image)."""
-        _write_csv(path, self.rows)
+        write_csv(path, self.rows)
+
+    @property
+    def counted(self) -> Tensor:
+        """``(N,)`` bool: rows that enter the aggregates (all, unless masks that failed
+        the quality check are excluded)."""
+        exclude = bool(self.meta.get("exclude_flagged", False))
+        return torch.tensor([not (exclude and r["seg_quality_ok"] is False) for r in self.rows])
+
+    @property
+    def n_failed_qc(self) -> int:
+        """Images whose predicted lung mask failed the segmenter's quality check."""
+        return sum(r["seg_quality_ok"] is False for r in self.rows)
+
+    def qc_line(self) -> str:
+        """One line on the mask quality check: ``"mask QC: 6 of 32 failed (excluded: no)"``."""
+        flags = [r["seg_quality_ok"] for r in self.rows]
+        if all(f is None for f in flags):
+            source = self.meta.get("mask_source", "supplied")
+            why = "masks supplied" if source == "supplied" else "the segmenter gives no verdict"
+            return f"mask QC: not run ({why})"
+        excluded = "yes" if self.meta.get("exclude_flagged") else "no"
+        line = f"mask QC: {self.n_failed_qc} of {len(self)} failed (excluded: {excluded})"
+        if self.n_failed_qc and excluded == "no":
+            line += "; report.exclude_failed_qc() leaves them out"
+        return line
+
+    def failed_qc(self) -> list[tuple[str, str]]:
+        """``(image_id, reasons)`` of the images whose mask failed the quality check."""
+        return [
+            (str(r["image_id"]), str(r["seg_quality_reasons"]))
+            for r in self.rows
+            if r["seg_quality_ok"] is False
+        ]
+
+    def exclude_failed_qc(self) -> AttentionReport:
+        """A copy whose aggregates leave out images whose mask failed the quality check.
+
+        The rows (with ``seg_quality_ok`` and ``seg_quality_reasons``), maps and masks
+        are kept, so the excluded images stay visible; :attr:`counted` marks them and
+        :meth:`LungAttentionScorer.compare` leaves them out too.
+        """
+        meta = {**self.meta, "exclude_flagged": True}
+        report = replace(self, rows=list(self.rows), aggregate={}, meta=meta)
+        report.aggregate = aggregate_metrics(
+            self.rows, list(self.aggregate), report.counted, self.meta
+        )
+        return report
+
+    def save_grid(
+        self,
+        path: str | os.PathLike[str],
+        n: int | None = 16,
+        ncol: int = 4,
+        scale: int | None = None,
+        titles: list[str] | None = None,
+    ) -> None:
+        """Write overlays of the first ``n`` images as one PNG grid.
+
+        Args:
+            path: The PNG file.
+            n: Number of images (``None``: all).
+            ncol: Pictures per row.
+            scale: Upscale factor (``None``: pictures about 256 px; see
+                :func:`~.plots.overlay`).
+            titles: One per picture; default ``image_id``, ``label`` (if known), lift,
+                and ``QC failed`` where the mask failed the quality check.
+        """
+        from .plots import save_grid
+
+        if self.images is None or self.saliency is None or self.masks is None:
+            raise ValueError("the report keeps no maps: score with keep_maps=True")
+        k = len(self) if n is None else min(n, len(self))
+        if titles is None:
+            titles = [_title(r) for r in self.rows[:k]]
+        sl = slice(0, k)
+        save_grid(path, self.images[sl], self.saliency[sl], self.masks[sl], ncol, titles, scale)
 
     def summary(self) -> str:
-        """Aligned text table of the main aggregates."""
-        lines = [f"{self.meta.get('method', '?')} on {len(self)} images"]
-        for name in ("energy_in_mask", "lift", "pointing_game", "rank_accuracy", "area_fraction"):
+        """Text summary: what was explained, the mask quality check, the main aggregates
+        (mean [CI] over counted images with a non-empty map) and any warnings."""
+        head = f"{self.meta.get('method', '?')} on {len(self)} images"
+        if "target" in self.meta:
+            head += f", explaining {self.meta['target']}"
+        lines = [head]
+        if self.meta.get("map_size"):
+            h, w = self.meta["map_size"]
+            lines.append(f"  layer {self.meta.get('target_layer')!r}: map {h}x{w}")
+        lines.append(f"  {self.qc_line()}")
+        failed = self.failed_qc()
+        lines += [f"    {name}: {why}" for name, why in failed[:_LIST_FAILED]]
+        if len(failed) > _LIST_FAILED:
+            lines.append(f"    ... and {len(failed) - _LIST_FAILED} more (see failed_qc())")
+        for name in SUMMARY_METRICS:
             ci = self.aggregate.get(name)
             if ci is not None:
                 lines.append(
-                    f"  {name:<15} {ci.mean:7.3f}  [{ci.low:.3f}, {ci.high:.3f}]  n={ci.n}"
+                    f"  {name:<15} {ci.estimate:7.3f}  [{ci.low:.3f}, {ci.high:.3f}]  n={ci.n}"
                 )
+        lines += [f"  warning: {w}" for w in self.meta.get("warnings", [])]
         return "\n".join(lines)
-
-
-@dataclass
-class SanityReport:
-    """Result of the cascading-randomisation sanity check (Adebayo et al. 2018).
-
-    Attributes:
-        rows: One dict per step: ``step`` (0 = trained model), ``layer`` (the last layer
-            randomised), ``n_randomised``, ``spearman`` (mean rank correlation of the maps
-            with the trained model's), ``spearman_low``/``spearman_high`` (bootstrap CI),
-            ``energy_in_mask`` with its CI.
-        meta: Method and settings.
-    """
-
-    rows: list[dict[str, Any]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return _json_safe({"meta": self.meta, "rows": self.rows})
-
-    def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as strict JSON."""
-        with open(path, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2, allow_nan=False)
-
-    def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write one CSV line per randomisation step."""
-        _write_csv(path, self.rows)

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from cxr_curriculum.stats import mean_ci
+
 from .base import eval_mode
 from .masks import as_lung_masks
 from .metrics import energy_in_mask
 from .report import SanityReport
-from .stats import bootstrap_ci
 from .targets import TargetsLike, predicted_target
 
 if TYPE_CHECKING:
@@ -151,18 +152,17 @@ def cascading_randomization(
 def _row(
     step: int, layer: str, n: int, maps: Tensor, ref: Tensor, both: Tensor, scorer: Any
 ) -> dict[str, Any]:
-    rho = bootstrap_ci(spearman(maps, ref), None, scorer.n_boot, scorer.level, scorer.seed)
-    energy = bootstrap_ci(
-        energy_in_mask(maps, both), None, scorer.n_boot, scorer.level, scorer.seed
-    )
+    boot = {"n_resamples": scorer.n_boot, "confidence": scorer.level, "seed": scorer.seed}
+    rho = mean_ci(spearman(maps, ref), **boot)
+    energy = mean_ci(energy_in_mask(maps, both), **boot)
     return {
         "step": step,
         "layer": layer,
         "n_randomised": n,
-        "spearman": rho.mean,
+        "spearman": rho.estimate,
         "spearman_low": rho.low,
         "spearman_high": rho.high,
-        "energy_in_mask": energy.mean,
+        "energy_in_mask": energy.estimate,
         "energy_low": energy.low,
         "energy_high": energy.high,
     }

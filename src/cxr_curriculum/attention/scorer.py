@@ -3,26 +3,31 @@
 Saliency maps (:mod:`.cam`, :mod:`.gradients`, or supplied) are scored against lung
 masks (supplied, or predicted by :class:`~cxr_curriculum.segmentation.LungSegmenter`)
 with the metrics of :mod:`.metrics`, per image and per lung, and aggregated with
-bootstrap confidence intervals by patient (:mod:`.stats`). A model that relies on
+bootstrap confidence intervals by patient (:mod:`cxr_curriculum.stats`). A model that relies on
 confounders outside the lungs (text, markers, devices, the hospital of origin) puts its
 saliency outside them (DeGrave, Janizek & Lee, Nature Machine Intelligence 2021).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .base import SaliencyMethod
-from .masks import as_lung_masks
-from .metrics import empty_saliency, lung_metrics
+from cxr_curriculum.stats import PairedComparison, compare_means
+
+from .assemble import build_report
+from .base import SaliencyMethod, check_unit_images
+from .cam import CAM
+from .dataset import load_sample, pick_indices
+from .masks import as_lung_masks, predict_lung_masks
 from .registry import SALIENCY_METHODS, make_saliency
 from .report import AttentionReport, SanityReport
-from .stats import PairedComparison, bootstrap_ci, paired_bootstrap
-from .targets import BinaryLogitTarget, ClassTarget, TargetsLike
+from .resolution import CoarseSaliencyWarning, coarse_map_message
+from .targets import NamedTargetsLike, TargetsLike, describe_targets, slice_targets, targets_by_name
 
 __all__ = ["LungAttentionScorer"]
 
@@ -75,6 +80,15 @@ class LungAttentionScorer:
         self.exclude_flagged = exclude_flagged
 
     @property
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "n_boot": self.n_boot,
+            "level": self.level,
+            "seed": self.seed,
+            "exclude_flagged": self.exclude_flagged,
+        }
+
+    @property
     def segmenter(self) -> Any:
         """The lung segmenter, created on first use."""
         if self._segmenter is None:
@@ -89,172 +103,188 @@ class LungAttentionScorer:
 
     def saliency(self, model: nn.Module, images: Tensor, targets: TargetsLike = None) -> Tensor:
         """``(B, H, W)`` saliency maps, computed ``batch_size`` images at a time."""
+        return self._saliency(model, images, targets)[0]
+
+    def _saliency(
+        self, model: nn.Module, images: Tensor, targets: TargetsLike
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """Maps and what the report should know about them (layer, map size, warnings)."""
         explain = self.explainer(model)
         chunks = []
         for start in range(0, images.shape[0], self.batch_size):
             sl = slice(start, start + self.batch_size)
-            chunks.append(explain(images[sl], _slice_targets(targets, sl)))
-        return torch.cat(chunks)
+            chunks.append(explain(images[sl], slice_targets(targets, sl)))
+        info: dict[str, Any] = {"warnings": []}
+        if isinstance(explain, CAM) and explain.map_size is not None:
+            info.update(target_layer=explain.layer_name, map_size=list(explain.map_size))
+            message = coarse_map_message(model, explain.layer_name, explain.map_size, images)
+            if message is not None:
+                warnings.warn(message, CoarseSaliencyWarning, stacklevel=3)
+                info["warnings"].append(message)
+        return torch.cat(chunks), info
 
     def predict_masks(self, images: Tensor) -> tuple[Tensor, list[bool | None], list[str]]:
-        """Predicted ``(B, 2, H, W)`` masks with per-image quality flags and reasons.
-
-        Uses the segmenter's ``predict_with_quality`` when it has one (as
-        :class:`~cxr_curriculum.segmentation.LungSegmenter` does), else ``predict``
-        (flags ``None``).
-        """
-        masks: list[Tensor] = []
-        flags: list[bool | None] = []
-        reasons: list[str] = []
-        seg = self.segmenter
-        for batch in images.split(self.batch_size):
-            with_quality = getattr(seg, "predict_with_quality", None)
-            if callable(with_quality):
-                pred = with_quality(batch)
-                m = pred.masks
-                flags += [bool(q.ok) for q in pred.quality]
-                reasons += ["; ".join(q.reasons) for q in pred.quality]
-            else:
-                m = seg.predict(batch)
-                flags += [None] * batch.shape[0]
-                reasons += [""] * batch.shape[0]
-            if m.dtype != torch.bool or m.shape[:2] != (batch.shape[0], 2):
-                raise ValueError(
-                    f"segmenter returned {m.dtype} {tuple(m.shape)}, need (B, 2, H, W) bool"
-                )
-            masks.append(m.cpu())
-        return torch.cat(masks), flags, reasons
+        """Predicted ``(B, 2, H, W)`` masks with per-image quality flags and reasons
+        (see :func:`~.masks.predict_lung_masks`)."""
+        return predict_lung_masks(self.segmenter, images, self.batch_size)
 
     def score(
         self,
         model: nn.Module | None,
         images: Tensor,
-        targets: TargetsLike = None,
+        targets: NamedTargetsLike = None,
         masks: Tensor | None = None,
         patient_ids: Sequence[str] | None = None,
         saliency: Tensor | None = None,
         image_ids: Sequence[str] | None = None,
         keep_maps: bool = True,
+        class_names: Sequence[str] | None = None,
     ) -> AttentionReport:
         """Score a batch of X-rays.
 
         Args:
             model: The classifier (may be ``None`` when ``saliency`` is given).
-            images: ``(B, 1, H, W)`` float in ``[0, 1]``.
-            targets: What to explain (see :mod:`.targets`); ``None`` = predicted class.
+            images: ``(B, 1, H, W)`` float in ``[0, 1]`` (checked: other ranges, NaN and
+                inf raise a ``ValueError``).
+            targets: What to explain (see :mod:`.targets`): ``None`` = predicted class;
+                a class index or one per image; a class (finding) name or one per image,
+                looked up in ``class_names``. For a multi-label (sigmoid) model an index
+                or name explains that finding's logit.
             masks: Lung masks (see :func:`~.masks.as_lung_masks`); ``None`` = predict them.
             patient_ids: Per-image patient ids: the bootstrap resamples patients.
             saliency: ``(B, h, w)`` maps from elsewhere (pytorch-grad-cam, captum).
             image_ids: Per-image names for the rows (default: the index).
             keep_maps: Keep maps and masks on the report for plotting.
+            class_names: The model's output names in order (e.g.
+                :data:`~cxr_curriculum.data.NIH_FINDINGS`), for named targets.
+
+        Warns:
+            CoarseSaliencyWarning: The CAM map is too coarse for lung masks (see
+                :mod:`.resolution`); the report's ``meta["warnings"]`` keeps the text.
         """
-        if not isinstance(images, Tensor) or images.ndim != 4:
-            raise ValueError("images must be a (B, 1, H, W) float tensor")
+        check_unit_images(images)
         n = images.shape[0]
         for name, seq in (("patient_ids", patient_ids), ("image_ids", image_ids)):
             if seq is not None and len(seq) != n:
                 raise ValueError(f"{len(seq)} {name} for {n} images")
-        supplied = saliency is not None
+        resolved = targets_by_name(targets, class_names)
+        info: dict[str, Any] = {"warnings": []}
         if saliency is None:
             if model is None:
                 raise ValueError("give a model or precomputed saliency maps")
-            saliency = self.saliency(model, images, targets)
+            saliency, info = self._saliency(model, images, resolved)
+            info.update(method=self.method, target=describe_targets(resolved, class_names))
         elif saliency.ndim != 3 or saliency.shape[0] != n:
             raise ValueError(f"saliency must be ({n}, H, W), got {tuple(saliency.shape)}")
+        else:
+            info["method"] = "supplied"
         if masks is None:
             lungs, quality, reasons = self.predict_masks(images)
-            source, split = "predicted", "channels"
+            info.update(mask_source="predicted", lung_split="channels")
         else:
-            lungs, split = as_lung_masks(masks)
-            quality, reasons, source = [None] * n, [""] * n, "supplied"
+            lungs, info["lung_split"] = as_lung_masks(masks)
+            quality, reasons, info["mask_source"] = [None] * n, [""] * n, "supplied"
         if lungs.shape[0] != n:
             raise ValueError(f"{lungs.shape[0]} masks for {n} images")
-        saliency = saliency.detach().float().cpu()
-        values = lung_metrics(saliency, lungs.cpu())
-        empty = empty_saliency(saliency)
-        rows = []
-        for i in range(n):
-            row: dict[str, Any] = {
-                "image_id": image_ids[i] if image_ids is not None else str(i),
-                "patient_id": patient_ids[i] if patient_ids is not None else None,
-            }
-            row.update({k: float(v[i]) for k, v in values.items()})
-            row.update(
-                saliency_empty=bool(empty[i]),
-                seg_quality_ok=quality[i],
-                seg_quality_reasons=reasons[i],
-                mask_source=source,
-            )
-            rows.append(row)
-        keep = torch.tensor([not (self.exclude_flagged and q is False) for q in quality])
-        nan = torch.tensor(float("nan"))
-        aggregate = {
-            k: bootstrap_ci(
-                torch.where(keep, v, nan), patient_ids, self.n_boot, self.level, self.seed
-            )
-            for k, v in values.items()
+        columns: dict[str, list[Any]] = {
+            "image_id": list(image_ids) if image_ids is not None else [str(i) for i in range(n)],
+            "patient_id": list(patient_ids) if patient_ids is not None else [None] * n,
         }
-        meta = {
-            "method": "supplied" if supplied else self.method,
-            "interpolation": "bilinear, align_corners=False (saliency resized to the mask)",
-            "sign_rule": "positive part",
-            "lung_split": split,
-            "mask_source": source,
-            "n_boot": self.n_boot,
-            "level": self.level,
-            "bootstrap_unit": "patient" if patient_ids is not None else "image",
-            "n_flagged_masks": sum(q is False for q in quality),
-            "exclude_flagged": self.exclude_flagged,
-        }
-        return AttentionReport(
-            rows, aggregate, meta, saliency if keep_maps else None, lungs if keep_maps else None
+        settings = self._settings
+        return build_report(
+            images, saliency, lungs, quality, reasons, columns, info, settings, keep_maps
+        )
+
+    def score_dataset(
+        self,
+        model: nn.Module,
+        dataset: Any,
+        n: int | None = 32,
+        image_size: int | tuple[int, int] = 224,
+        seed: int = 0,
+        targets: NamedTargetsLike = None,
+        class_names: Sequence[str] | None = None,
+        segmenter: Any = None,
+        stratify: bool = True,
+        keep_maps: bool = True,
+    ) -> AttentionReport:
+        """Pick images from a dataset, segment them natively, resize, and score them.
+
+        Images are drawn with :func:`~.dataset.pick_indices` (seeded; classes balanced),
+        their lungs segmented at the images' own resolution, then images and masks
+        resized to ``image_size`` (:func:`~.dataset.load_sample`). Rows keep the file
+        name (``image_id``), ``file``, ``patient_id``, ``label`` and dataset ``index``.
+
+        Args:
+            model: The classifier, taking ``(B, 1, image_size, image_size)`` in ``[0, 1]``.
+            dataset: A dataset of :mod:`cxr_curriculum.data` (or a ``Subset``) without
+                a resizing transform.
+            n: Number of images (``None``: all).
+            image_size: The classifier's input size.
+            seed: Seed of the selection.
+            targets: As for :meth:`score`; names are looked up in ``class_names``.
+            class_names: Output names; default the dataset's ``classes``.
+            segmenter: Overrides the scorer's segmenter for this call.
+            stratify: Balance the classes in the selection.
+            keep_maps: Keep maps and masks on the report for plotting.
+        """
+        indices = pick_indices(dataset, n, seed, stratify)
+        seg = segmenter if segmenter is not None else self.segmenter
+        sample = load_sample(dataset, indices, image_size, seg, self.batch_size)
+        if class_names is None:
+            class_names = getattr(dataset, "classes", None)
+        resolved = targets_by_name(targets, class_names)
+        saliency, info = self._saliency(model, sample.images, resolved)
+        info.update(method=self.method, target=describe_targets(resolved, class_names))
+        info.update(sample.describe(dataset, stratify, seed))
+        masks, ok, why = sample.masks, sample.quality_ok, sample.quality_reasons
+        columns, settings = sample.columns(), self._settings
+        return build_report(
+            sample.images, saliency, masks, ok, why, columns, info, settings, keep_maps
         )
 
     def compare(
         self, report_a: AttentionReport, report_b: AttentionReport, metric: str = "energy_in_mask"
     ) -> PairedComparison:
-        """Paired test of ``metric`` for two reports on the same images (``a - b``)."""
+        """Paired test of ``metric`` for two reports on the same images (``a - b``).
+
+        Images left out of either report's aggregates (failed mask QC, excluded) are
+        left out of the comparison.
+        """
         if len(report_a) != len(report_b):
             raise ValueError(f"reports differ in length: {len(report_a)} vs {len(report_b)}")
         ids_a = [r["image_id"] for r in report_a.rows]
         if ids_a != [r["image_id"] for r in report_b.rows]:
             raise ValueError("reports must score the same images in the same order")
-        return paired_bootstrap(
-            report_a.column(metric),
-            report_b.column(metric),
+        counted = report_a.counted & report_b.counted
+        nan = torch.tensor(float("nan"), dtype=torch.float64)
+        return compare_means(
+            torch.where(counted, report_a.column(metric), nan),
+            torch.where(counted, report_b.column(metric), nan),
             report_a.patient_ids,
-            metric,
-            self.n_boot,
-            self.level,
-            self.seed,
+            metric=metric,
+            n_resamples=self.n_boot,
+            confidence=self.level,
+            seed=self.seed,
         )
 
     def sanity_check(
         self,
         model: nn.Module,
         images: Tensor,
-        targets: TargetsLike = None,
+        targets: NamedTargetsLike = None,
         masks: Tensor | None = None,
         max_steps: int = 6,
         seed: int = 0,
+        class_names: Sequence[str] | None = None,
     ) -> SanityReport:
         """Cascading model-parameter randomisation (Adebayo et al., NeurIPS 2018).
 
-        See :func:`~.sanity.cascading_randomization`.
+        See :func:`~.sanity.cascading_randomization`; ``targets`` and ``class_names``
+        as for :meth:`score`. The result has a :meth:`~.report.SanityReport.summary`.
         """
         from .sanity import cascading_randomization
 
-        return cascading_randomization(self, model, images, targets, masks, max_steps, seed)
-
-
-def _slice_targets(targets: TargetsLike, sl: slice) -> TargetsLike:
-    """Per-image targets follow the batch; scalars and callables are shared."""
-    if isinstance(targets, Tensor) and targets.ndim == 1:
-        return targets[sl]
-    if isinstance(targets, ClassTarget) and targets.k.ndim == 1:
-        return ClassTarget(targets.k[sl])
-    if isinstance(targets, BinaryLogitTarget) and targets.sign.ndim == 1:
-        return BinaryLogitTarget(targets.sign[sl])
-    if isinstance(targets, Sequence) and not isinstance(targets, str):
-        return list(targets)[sl]
-    return targets
+        check_unit_images(images)
+        resolved = targets_by_name(targets, class_names)
+        return cascading_randomization(self, model, images, resolved, masks, max_steps, seed)

@@ -9,6 +9,7 @@ target works on the whole batch at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -18,15 +19,21 @@ __all__ = [
     "ClassTarget",
     "Target",
     "TargetsLike",
+    "describe_targets",
     "predicted_target",
     "resolve_target",
+    "slice_targets",
+    "targets_by_name",
 ]
 
 #: A target: model outputs ``(B, K)`` or ``(B,)`` -> scores ``(B,)``.
 Target = Callable[[Tensor], Tensor]
 #: What saliency methods accept as ``targets``: ``None`` (predicted class), a class index,
-#: one index per image (sequence or ``(B,)`` integer tensor) or a :data:`Target`.
+#: one index per image (sequence or ``(B,)`` integer tensor) or a :data:`Target`. The
+#: scorer also takes class (finding) names, see :func:`targets_by_name`.
 TargetsLike = None | int | Sequence[int] | Tensor | Target
+#: ``TargetsLike`` plus class (finding) names: one name, or one name per image.
+NamedTargetsLike = TargetsLike | str | Sequence[str]
 
 
 def _as_2d(outputs: Tensor) -> Tensor:
@@ -42,21 +49,33 @@ def _as_2d(outputs: Tensor) -> Tensor:
 class ClassTarget:
     """The logit of class ``k`` (one ``k`` for the batch, or one per image).
 
+    For a multi-label (sigmoid) model, ``k`` is a finding and the target is that
+    finding's logit: the evidence for it, independent of the other findings' outputs
+    (a softmax is never applied).
+
     Args:
         k: Class index, or a ``(B,)`` integer tensor / sequence of indices.
+        n_outputs: The number of outputs the model must have (e.g. the length of the
+            class names the index was looked up in); ``None`` checks only the range.
     """
 
-    def __init__(self, k: int | Sequence[int] | Tensor) -> None:
+    def __init__(self, k: int | Sequence[int] | Tensor, n_outputs: int | None = None) -> None:
         idx = torch.as_tensor(k, dtype=torch.long)
         if idx.ndim > 1:
             raise ValueError(f"class index must be an int or a 1-D sequence, got shape {idx.shape}")
         if bool((idx < 0).any()):
             raise ValueError(f"class indices must be >= 0, got {idx.tolist()}")
         self.k = idx
+        self.n_outputs = n_outputs
 
     def __call__(self, outputs: Tensor) -> Tensor:
         """Return ``outputs[b, k_b]``, shape ``(B,)``."""
         out = _as_2d(outputs)
+        if self.n_outputs is not None and out.shape[1] != self.n_outputs:
+            raise ValueError(
+                f"the model has {out.shape[1]} outputs but the class names list "
+                f"{self.n_outputs}; give the names of the model's outputs, in order"
+            )
         k = (
             self.k.to(out.device).expand(out.shape[0])
             if self.k.ndim == 0
@@ -127,3 +146,62 @@ def resolve_target(targets: TargetsLike, outputs: Tensor) -> Target:
     raise ValueError(
         f"targets must be None, an int, a sequence/tensor of ints or a callable, got {targets!r}"
     )
+
+
+def targets_by_name(targets: NamedTargetsLike, class_names: Sequence[str] | None) -> TargetsLike:
+    """Replace class (finding) names by a :class:`ClassTarget` on their indices.
+
+    Args:
+        targets: One name (``"Pneumonia"``) or one name per image; anything else is
+            returned unchanged.
+        class_names: The model's output names, in output order (e.g.
+            :data:`~cxr_curriculum.data.NIH_FINDINGS` for a 14-finding model).
+
+    Raises:
+        ValueError: Names without ``class_names``, or a name not among them.
+    """
+    names: list[str] | None = None
+    if isinstance(targets, str):
+        names = [targets]
+    elif isinstance(targets, Sequence) and targets and all(isinstance(t, str) for t in targets):
+        names = [str(t) for t in targets]
+    if names is None:
+        return cast(TargetsLike, targets)  # not a name: unchanged
+    if class_names is None:
+        raise ValueError(
+            f"targets {targets!r} are names: pass class_names= (the model's output names)"
+        )
+    known = list(class_names)
+    unknown = sorted({n for n in names if n not in known})
+    if unknown:
+        raise ValueError(f"unknown class name(s) {unknown}; class_names are {known}")
+    index = [known.index(n) for n in names]
+    return ClassTarget(index[0] if isinstance(targets, str) else index, n_outputs=len(known))
+
+
+def describe_targets(targets: TargetsLike, class_names: Sequence[str] | None = None) -> str:
+    """A short description of what is explained, for reports (``"output 6 (Pneumonia)"``)."""
+    if targets is None:
+        return "the predicted class"
+    k = targets.k if isinstance(targets, ClassTarget) else None
+    if k is None and isinstance(targets, int):
+        k = torch.tensor(targets)
+    if k is not None and k.ndim == 0:
+        name = f" ({class_names[int(k)]})" if class_names and int(k) < len(class_names) else ""
+        return f"output {int(k)}{name}"
+    if k is not None or isinstance(targets, Tensor | Sequence):
+        return "one class index per image"
+    return repr(targets)
+
+
+def slice_targets(targets: TargetsLike, sl: slice) -> TargetsLike:
+    """Per-image targets follow a slice of the batch; scalars and callables are shared."""
+    if isinstance(targets, Tensor) and targets.ndim == 1:
+        return targets[sl]
+    if isinstance(targets, ClassTarget) and targets.k.ndim == 1:
+        return ClassTarget(targets.k[sl], targets.n_outputs)
+    if isinstance(targets, BinaryLogitTarget) and targets.sign.ndim == 1:
+        return BinaryLogitTarget(targets.sign[sl])
+    if isinstance(targets, Sequence) and not isinstance(targets, str):
+        return list(targets)[sl]
+    return targets

@@ -3,16 +3,20 @@
 See ``docs/backbones.md``. The main object is :class:`Backbone`.
 """
 
+from .._artefacts import ArtefactIntegrityError, ArtefactWriteError
 from ._adapt import adapt_conv_weight
-from ._io import read_sidecar
+from ._io import read_sidecar, verify_backbone_file
 from ._weights import WeightsNotAvailableError, load_checkpoint
 from .backbone import IMAGENET_GRAY_NORM, Backbone
 
 __all__ = [
     "IMAGENET_GRAY_NORM",
+    "ArtefactIntegrityError",
+    "ArtefactWriteError",
     "Backbone",
     "WeightsNotAvailableError",
     "adapt_conv_weight",
     "load_checkpoint",
     "read_sidecar",
+    "verify_backbone_file",
 ]

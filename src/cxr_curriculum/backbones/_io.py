@@ -1,15 +1,19 @@
 """Backbone weights on disk: safetensors plus a JSON sidecar that says how to rebuild them.
 
 The sidecar (``<path>.with_suffix(".json")``) holds the architecture name, ``in_chans``,
-``num_features``, ``input_norm``, where the starting weights came from, library
-versions and free-form ``meta`` (what produced the weights). The same JSON is also
-stored in the safetensors header (key ``"cxr_curriculum"``) so that a lone
-``.safetensors`` file can still be rebuilt.
+``num_features``, ``input_norm``, where the starting weights came from, the
+initialisation seed, library versions, free-form ``meta`` (what produced the weights,
+e.g. a curriculum's whole recipe) and the sha256 of the weights file. The same JSON
+(without the file's own sha256) is stored in the safetensors header (key
+``"cxr_curriculum"``) together with the sha256 of the tensors, so a lone
+``.safetensors`` file can still be rebuilt and verified. Both files are written
+atomically; loading verifies the recorded digests and names the file on any mismatch.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from importlib import metadata
 from pathlib import Path
@@ -17,23 +21,42 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
+from torch import Tensor
 
+from .._artefacts import (
+    ArtefactIntegrityError,
+    atomic_write_bytes,
+    content_sha256,
+    verify_sha256,
+)
 from .._version import __version__
 
 if TYPE_CHECKING:
     from .backbone import Backbone
 
-__all__ = ["FORMAT", "load_backbone", "read_sidecar", "save_backbone", "sidecar_path"]
+__all__ = [
+    "FORMAT",
+    "load_backbone",
+    "read_safetensors",
+    "read_sidecar",
+    "save_backbone",
+    "sidecar_path",
+    "verify_backbone_file",
+]
 
 FORMAT = "cxr_curriculum.backbone/1"
 _HEADER_KEY = "cxr_curriculum"
+_REMEDY = (
+    "save the backbone again (Backbone.save), or for a curriculum's file run the curriculum "
+    "again with the same checkpoint_dir: it rebuilds the file from the stage's final.pt"
+)
 B = TypeVar("B", bound="Backbone")
 
 
-def sidecar_path(path: Path) -> Path:
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
     """The JSON sidecar of a weights file: ``bb.safetensors`` -> ``bb.json``."""
-    return path.with_suffix(".json")
+    return Path(path).with_suffix(".json")
 
 
 def _versions(name: str) -> dict[str, str]:
@@ -46,10 +69,12 @@ def _versions(name: str) -> dict[str, str]:
     return out
 
 
-def save_backbone(backbone: Backbone, path: Path, meta: dict[str, Any]) -> Path:
+def save_backbone(backbone: Backbone, path: str | os.PathLike[str], meta: dict[str, Any]) -> Path:
     """Implementation of :meth:`Backbone.save`; returns the sidecar path."""
+    path = Path(path)
     if path.suffix == ".json":
         raise ValueError(f"{path}: the weights file cannot end in .json (that is the sidecar)")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in backbone.state_dict().items()}
     info = {
         "format": FORMAT,
         "name": backbone.name,
@@ -57,30 +82,66 @@ def save_backbone(backbone: Backbone, path: Path, meta: dict[str, Any]) -> Path:
         "num_features": backbone.num_features,
         "input_norm": list(backbone.input_norm) if backbone.input_norm is not None else None,
         "initial_weights": backbone.weights_source,
+        "seed": backbone.seed,
         "versions": _versions(backbone.name),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tensors_sha256": content_sha256(tensors),
         "meta": meta,
     }
     try:
-        text = json.dumps(info, indent=2, sort_keys=True)
+        header = json.dumps(info, sort_keys=True)
     except (TypeError, ValueError) as err:
         raise ValueError(f"meta must be JSON-serialisable: {err}") from err
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in backbone.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"format": "pt", _HEADER_KEY: text})
+    data = safetensors_bytes(tensors, metadata={"format": "pt", _HEADER_KEY: header})
+    written = atomic_write_bytes(path, data, what="backbone file")
     sidecar = sidecar_path(path)
-    sidecar.write_text(text + "\n", encoding="utf-8")
+    text = json.dumps({**info, "sha256": written.sha256}, indent=2, sort_keys=True) + "\n"
+    atomic_write_bytes(sidecar, text.encode(), what="backbone sidecar")
     return sidecar
 
 
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The sidecar of ``path``, or the copy in its safetensors header if the JSON is absent."""
+def _our_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar of ``path`` if it exists and is one of ours, else ``None``."""
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        return None
+    try:
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ArtefactIntegrityError(f"{sidecar} is not valid JSON ({err}); {_REMEDY}") from err
+    return info if isinstance(info, dict) and info.get("format") == FORMAT else None
+
+
+def _read(path: Path, tensors: bool) -> tuple[dict[str, str], dict[str, Tensor]]:
+    """The header metadata (and the tensors, on the CPU) of a safetensors file."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            names = list(f.keys()) if tensors else []
+            return meta, {k: f.get_tensor(k) for k in names}
+    except Exception as err:  # safetensors' messages do not name the file
+        raise ValueError(
+            f"could not read the safetensors file {path} ({type(err).__name__}: {err}); it is "
+            f"truncated or not a safetensors file; {_REMEDY}"
+        ) from err
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sidecar of ``path``, or the copy in its safetensors header if the JSON is absent.
+
+    Args:
+        path: The weights file (``str`` or path-like), e.g. ``"bb.safetensors"``.
+
+    Raises:
+        FileNotFoundError: Neither the sidecar nor a ``.safetensors`` file with our header exists.
+        ValueError: The format is not :data:`FORMAT` or the file cannot be read.
+    """
+    path = Path(path)
     sidecar = sidecar_path(path)
     if sidecar.is_file():
         info = json.loads(sidecar.read_text(encoding="utf-8"))
     elif path.is_file() and path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get(_HEADER_KEY)
+        header = _read(path, tensors=False)[0].get(_HEADER_KEY)
         if header is None:
             raise FileNotFoundError(
                 f"no sidecar {sidecar} and no '{_HEADER_KEY}' header in {path}; "
@@ -89,13 +150,61 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         info = json.loads(header)
     else:
         raise FileNotFoundError(f"neither {sidecar} nor a .safetensors file {path} exists")
-    if info.get("format") != FORMAT:
-        raise ValueError(f"{sidecar}: format {info.get('format')!r} is not {FORMAT!r}")
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        found = info.get("format") if isinstance(info, dict) else None
+        raise ValueError(f"{sidecar}: format {found!r} is not {FORMAT!r}")
     return dict(info)
 
 
-def load_backbone(cls: type[B], path: Path) -> B:
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """Read a ``.safetensors`` state dict on the CPU, verifying what was recorded for it.
+
+    The file's sha256 is checked against its sidecar (when one of ours exists) and the
+    tensors against the digest in its header (when :meth:`Backbone.save` wrote it).
+
+    Raises:
+        ArtefactIntegrityError: A recorded sha256 does not match (the message names the file).
+        ValueError: The file cannot be read (truncated, not safetensors).
+    """
+    path = Path(path)
+    info = _our_sidecar(path)
+    if info is not None and "sha256" in info:
+        verify_sha256(path, info["sha256"], recorded_in=str(sidecar_path(path)), remedy=_REMEDY)
+    meta, tensors = _read(path, tensors=True)
+    recorded = json.loads(meta[_HEADER_KEY]).get("tensors_sha256") if _HEADER_KEY in meta else None
+    if recorded is not None and content_sha256(tensors) != recorded:
+        raise ArtefactIntegrityError(
+            f"{path} is corrupted: its tensors do not match the sha256 in its header; {_REMEDY}"
+        )
+    return tensors
+
+
+def verify_backbone_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check that a backbone file is complete: its sidecar exists and matches its bytes.
+
+    Args:
+        path: A file written by :meth:`Backbone.save`.
+
+    Returns:
+        The sidecar.
+
+    Raises:
+        FileNotFoundError: The file or its sidecar is missing.
+        ArtefactIntegrityError: The file's sha256 differs from the sidecar's record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone file not found: {path}")
+    info = _our_sidecar(path)
+    if info is None or "sha256" not in info:
+        raise FileNotFoundError(f"{path} has no sidecar {sidecar_path(path)} with its sha256")
+    verify_sha256(path, info["sha256"], recorded_in=str(sidecar_path(path)), remedy=_REMEDY)
+    return info
+
+
+def load_backbone(cls: type[B], path: str | os.PathLike[str]) -> B:
     """Implementation of :meth:`Backbone.from_file`."""
+    path = Path(path)
     info = read_sidecar(path)
     norm = info.get("input_norm")
     backbone = cls(
@@ -109,5 +218,4 @@ def load_backbone(cls: type[B], path: Path) -> B:
             f"{path}: sidecar says num_features={info['num_features']}, "
             f"the rebuilt {info['name']!r} has {backbone.num_features}"
         )
-    backbone.weights_source = info.get("initial_weights")
     return backbone

@@ -8,7 +8,7 @@ pre-logits convolution or norm) is not used: :class:`Backbone` always average-po
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 import torch
@@ -98,7 +98,7 @@ def build_timm(arch: str, in_chans: int) -> Parts:
 
 
 def timm_imagenet_state_dict(
-    arch: str, in_chans: int, file: Path | None = None
+    arch: str, in_chans: int, file: str | os.PathLike[str] | None = None
 ) -> dict[str, Tensor]:
     """timm's default pretrained weights for ``arch``, first conv adapted by timm.
 
@@ -108,6 +108,6 @@ def timm_imagenet_state_dict(
     Returns:
         The state dict of the pretrained model in timm's own key form (no classifier).
     """
-    overlay = {"file": str(file)} if file is not None else None
+    overlay = {"file": os.fspath(file)} if file is not None else None
     model = _create(arch, in_chans, pretrained=True, pretrained_cfg_overlay=overlay)
     return {k: v.detach().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}

@@ -18,10 +18,13 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor
 
+from .._artefacts import ArtefactIntegrityError, verify_content
+from ._io import read_safetensors
 from ._timm import timm_imagenet_state_dict
 from ._torchvision import imagenet_weights_enum
 
 __all__ = [
+    "ArtefactIntegrityError",
     "WeightsNotAvailableError",
     "can_reach",
     "imagenet_state_dict",
@@ -149,24 +152,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """Read a state dict from a ``.safetensors`` file or a torch file (``weights_only=True``).
 
     A torch file may hold the state dict itself or a small dict with it under
-    ``"state_dict"`` or ``"model"``.
+    ``"state_dict"`` or ``"model"``. Recorded digests are verified: a ``.safetensors``
+    file against its sidecar and header (see :meth:`Backbone.save`), a torch file against
+    the sha256 of its contents when it carries one (the Curriculum's checkpoints do).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        ArtefactIntegrityError: A recorded sha256 does not match; the message names the file.
         ValueError: The file cannot be read or does not hold a state dict of tensors.
     """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {file}")
+    if file.suffix == ".safetensors":
+        return read_safetensors(file)
     try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return dict(load_file(str(file), device="cpu"))
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # re-raised with the file name; the cause is kept
         raise ValueError(
             f"could not read checkpoint {file} (safetensors, or torch.load with "
             f"weights_only=True): {type(err).__name__}: {err}"
         ) from err
+    if isinstance(obj, dict):
+        obj = verify_content(obj, file, "delete it or restore it from a backup")
     return _unwrap(obj, file)

@@ -61,6 +61,9 @@ class Backbone(nn.Module):
             keys (``conv1.weight``; classifier keys are ignored); a 3-channel first conv is
             adapted to ``in_chans``.
         input_norm: ``(mean, std)`` applied to inputs, or ``None`` for no standardisation.
+        seed: Seed of the random initialisation (``None``: torch's global RNG, as
+            torchvision does). With a seed the weights do not depend on, and do not
+            consume, the global RNG; the seed is recorded in the sidecar by :meth:`save`.
 
     Raises:
         ValueError: Unknown name, bad ``in_chans``/``input_norm``, or weights that do not
@@ -82,6 +85,7 @@ class Backbone(nn.Module):
         weights: WeightsArg = None,
         *,
         input_norm: tuple[float, float] | None = IMAGENET_GRAY_NORM,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(name, str) or not name:
@@ -92,7 +96,15 @@ class Backbone(nn.Module):
             if len(input_norm) != 2 or not float(input_norm[1]) > 0:
                 raise ValueError(f"input_norm must be (mean, std) with std > 0, got {input_norm}")
             input_norm = (float(input_norm[0]), float(input_norm[1]))
-        parts = _build(name, in_chans)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+        if seed is None:
+            parts = _build(name, in_chans)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                parts = _build(name, in_chans)
+        self.seed = seed
         self._name = name
         self._in_chans = in_chans
         self._num_features = parts.num_features
@@ -122,7 +134,7 @@ class Backbone(nn.Module):
                     "allowed: None, 'imagenet', a checkpoint path or a state dict"
                 )
             load_body_state(parts, load_checkpoint(file), self._in_chans, str(file), self._name)
-            return f"file:{file.name}"
+            return f"file:{file.name}"  # also what from_file records
         raise ValueError(
             f"weights must be None, 'imagenet', a path or a state dict, got {type(weights)}"
         )
@@ -210,16 +222,31 @@ class Backbone(nn.Module):
     def save(self, path: str | os.PathLike[str], **meta: Any) -> Path:
         """Write the weights as safetensors plus a JSON sidecar (``path.with_suffix('.json')``).
 
+        Both files are written atomically; the sidecar records the weights file's sha256,
+        which loading verifies.
+
         Args:
             path: Weights file, conventionally ``*.safetensors``.
             **meta: JSON-serialisable free-form provenance (e.g. ``produced_by="SimCLR stage 2"``).
 
         Returns:
             The sidecar path.
+
+        Raises:
+            ValueError: ``meta`` is not JSON-serialisable or ``path`` ends in ``.json``.
+            ArtefactWriteError: The disk is full or the folder is not writable.
         """
-        return save_backbone(self, Path(path), meta)
+        return save_backbone(self, path, meta)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Backbone:
-        """Rebuild a backbone written by :meth:`save` (architecture from the sidecar)."""
-        return load_backbone(cls, Path(path))
+        """Rebuild a backbone written by :meth:`save` (architecture from the sidecar).
+
+        The result is the same as ``Backbone(name, weights=path, ...)`` with the sidecar's
+        settings: its :attr:`weights_source` is ``"file:<file name>"``.
+
+        Raises:
+            ArtefactIntegrityError: The file does not match the sha256 its sidecar or
+                header records (changed, corrupted or cut short); the message names it.
+        """
+        return load_backbone(cls, path)

@@ -3,14 +3,17 @@
 Public names::
 
     Stage, Curriculum, StageResult            # compose and run curricula
-    rank_orders, OrderResult                  # compare candidate stage orders on a proxy
+    KNNMonitor, StageMonitor                  # downstream scores logged during a stage
+    rank_orders, OrderRanking, OrderResult    # compare candidate stage orders on a proxy
     LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
     CurriculumError, NonFiniteLossError, CollapseError   # why a stage stopped
+    ArtefactIntegrityError, ArtefactWriteError           # a damaged file, a failed write
     load_checkpoint, data_fingerprint, embedding_std, METRIC_FIELDS
 """
 
 from __future__ import annotations
 
+from cxr_curriculum._artefacts import ArtefactIntegrityError, ArtefactWriteError
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint
 from cxr_curriculum.curriculum.curriculum import Curriculum, StageResult
 from cxr_curriculum.curriculum.metrics_log import (
@@ -20,20 +23,26 @@ from cxr_curriculum.curriculum.metrics_log import (
     NonFiniteLossError,
     embedding_std,
 )
+from cxr_curriculum.curriculum.monitor import KNNMonitor, StageMonitor
 from cxr_curriculum.curriculum.optim import LARS, WarmupCosine, build_optimizer
-from cxr_curriculum.curriculum.ordering import OrderResult, rank_orders
+from cxr_curriculum.curriculum.ordering import OrderRanking, OrderResult, rank_orders
 from cxr_curriculum.curriculum.sampling import data_fingerprint
 from cxr_curriculum.curriculum.stage import Stage
 
 __all__ = [
     "LARS",
     "METRIC_FIELDS",
+    "ArtefactIntegrityError",
+    "ArtefactWriteError",
     "CollapseError",
     "Curriculum",
     "CurriculumError",
+    "KNNMonitor",
     "NonFiniteLossError",
+    "OrderRanking",
     "OrderResult",
     "Stage",
+    "StageMonitor",
     "StageResult",
     "WarmupCosine",
     "build_optimizer",

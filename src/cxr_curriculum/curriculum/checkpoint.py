@@ -1,26 +1,37 @@
-"""Atomic checkpoint files, RNG state capture and the run manifest.
+"""Checkpoint files (atomic, carrying a sha256 of their contents) and RNG state capture.
 
-Every file is written to a temporary name in the same folder, flushed and
-``fsync``-ed, then moved over the target with ``os.replace`` (atomic on POSIX), and the
-folder is ``fsync``-ed. A process killed at any moment (even ``kill -9``) therefore
-leaves either the previous complete file or the new complete file, never half of one.
-Checkpoints load with ``torch.load(weights_only=True)``: they hold only tensors and
-plain Python containers.
+Files are written with :func:`cxr_curriculum._artefacts.atomic_write`: a temporary file
+in the same folder, ``fsync``, ``os.replace``; a process killed at any moment (even
+``kill -9``) leaves the previous complete file or the new complete file, never half of
+one, and a full disk is reported with the file, the cause and the size it needs. Every
+checkpoint stores the :func:`~cxr_curriculum._artefacts.content_sha256` of its contents
+and :func:`load_checkpoint` verifies it, so a flipped byte is an error, not a silently
+different run. Checkpoints load with ``torch.load(weights_only=True)``: they hold only
+tensors and plain Python containers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from cxr_curriculum._artefacts import (
+    CONTENT_KEY,
+    Written,
+    atomic_write,
+    atomic_write_bytes,
+    content_sha256,
+    payload_nbytes,
+    remove_stale_temp_files,
+    verify_content,
+)
 
 __all__ = [
     "atomic_save",
@@ -32,62 +43,35 @@ __all__ = [
     "restore_rng",
 ]
 
-_TMP_PREFIX = ".tmp-"
+_DEFAULT_REMEDY = "delete it (a rerun writes it again) or restore it from a backup"
 
 
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dfd)
-
-
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` ``obj`` to ``path`` atomically (temp file + fsync + ``os.replace``).
+def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Written:
+    """``torch.save`` a checkpoint dict atomically, with the sha256 of its contents inside.
 
     Args:
-        obj: tensors and plain containers.
+        obj: tensors and plain containers, as a mapping with string keys.
         path: the target file; its folder is created.
 
     Returns:
-        The target path.
+        The file written and its sha256 (what the run manifest records).
+
+    Raises:
+        ArtefactWriteError: the disk is full or the folder not writable (the previous
+            file is kept; the message names the file and the size it needs).
     """
-    target = Path(path)
-    with _atomic_target(target) as f:
-        torch.save(obj, f)
-    return target
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"a checkpoint must be a mapping; got {type(obj).__name__}")
+    state = {k: v for k, v in obj.items() if k != CONTENT_KEY}
+    state[CONTENT_KEY] = content_sha256(state)
+    size = payload_nbytes(state) + 64 * 1024
+    return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", size_hint=size)
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    target = Path(path)
-    with _atomic_target(target) as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-        f.write(b"\n")
-    return target
+    """Write ``obj`` as indented JSON to ``path`` atomically; return the path."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write_bytes(path, text.encode(), what="JSON file").path
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -96,36 +80,33 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.load(f)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint on the CPU with ``weights_only=True``.
+def load_checkpoint(path: str | os.PathLike[str], *, remedy: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True`` and verify its contents.
+
+    Args:
+        path: the checkpoint file.
+        remedy: what to tell the user if the file is corrupted (default: delete it or
+            restore it from a backup).
+
+    Returns:
+        The checkpoint dict (without its stored digest).
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         RuntimeError: if the file is not a readable checkpoint (the message names it).
+        ArtefactIntegrityError: if its contents differ from the sha256 written with them.
     """
     p = Path(path)
+    advice = remedy or _DEFAULT_REMEDY
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise RuntimeError(f"cannot read checkpoint {p}: {exc}") from exc
+        raise RuntimeError(f"cannot read checkpoint {p}: {exc}; {advice}") from exc
     if not isinstance(state, dict):
         raise RuntimeError(f"{p} is not a cxr_curriculum checkpoint (got {type(state).__name__})")
-    return state
-
-
-def remove_stale_temp_files(folder: str | os.PathLike[str]) -> int:
-    """Delete temporary files left by a process killed while writing; return how many."""
-    root = Path(folder)
-    if not root.is_dir():
-        return 0
-    count = 0
-    for tmp in root.rglob(f"{_TMP_PREFIX}*"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            count += 1
-    return count
+    return verify_content(state, p, advice)
 
 
 def capture_rng() -> dict[str, Any]:

@@ -4,8 +4,10 @@ Curricular self-supervised pretraining (arXiv 2301.10687, arXiv 2112.12086) trai
 sequence of SSL tasks on unlabelled chest X-rays; each stage starts from the weights the
 previous stage produced, with fresh stage-specific heads. With a ``checkpoint_dir`` every
 stage writes ``stageNN-<name>/final.pt`` when it ends and ``last.pt`` every
-``checkpoint_every`` steps, plus a ``manifest.json`` for the whole run; a rerun with the
-same folder skips finished stages and resumes a partial one at the same step.
+``checkpoint_every`` steps, plus a ``manifest.json`` for the whole run, and the run ends
+with ``checkpoint_dir/backbone.safetensors`` whose sidecar holds the whole recipe. A
+rerun with the same folder skips finished stages (repairing what an interrupted run left
+incomplete) and resumes a partial one at the same step.
 
 Example::
 
@@ -13,7 +15,9 @@ Example::
     from cxr_curriculum.methods import Rotation, SimCLR
 
     stages = [Stage(Rotation(), pool, steps=200), Stage(SimCLR(), pool, epochs=2)]
-    backbone = Curriculum(stages, checkpoint_dir="runs/c1").fit(Backbone("resnet18"))
+    cur = Curriculum(stages, checkpoint_dir="runs/c1")
+    cur.fit(Backbone("resnet18", seed=0))
+    backbone = Backbone.from_file(cur.backbone_path)   # runs/c1/backbone.safetensors
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 
+from cxr_curriculum._artefacts import sha256_file
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint
 from cxr_curriculum.curriculum.distributed import (
     barrier,
@@ -36,8 +40,14 @@ from cxr_curriculum.curriculum.distributed import (
     revert_sync_batchnorm,
 )
 from cxr_curriculum.curriculum.manifest import RunManifest
-from cxr_curriculum.curriculum.metrics_log import MetricsLog
-from cxr_curriculum.curriculum.runner import StagePlan, train_stage
+from cxr_curriculum.curriculum.metrics_log import METRIC_FIELDS, MetricsLog
+from cxr_curriculum.curriculum.outputs import (
+    BACKBONE_FILE,
+    save_finished_stage,
+    settle_finished_stage,
+    write_run_backbone,
+)
+from cxr_curriculum.curriculum.runner import StagePlan, StageResult, train_stage
 from cxr_curriculum.curriculum.sampling import mix_seed
 from cxr_curriculum.curriculum.settings import RunSettings, deterministic_mode, resolve_settings
 from cxr_curriculum.curriculum.stage import Stage
@@ -46,36 +56,6 @@ __all__ = ["Curriculum", "StageResult"]
 
 logger = logging.getLogger("cxr_curriculum.curriculum")
 B = TypeVar("B", bound=nn.Module)
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What one stage did.
-
-    Attributes:
-        index: position in the curriculum.
-        name: the stage's label.
-        steps: optimiser steps of the stage.
-        skipped: True if the stage had finished in an earlier run (weights were loaded).
-        resumed_from: the step a partial checkpoint resumed from (0: from the start).
-        seconds: wall time of this call.
-        checkpoint: the stage's ``final.pt`` (``None`` without a checkpoint folder).
-        metrics: the logged rows (see :data:`~cxr_curriculum.curriculum.METRIC_FIELDS`).
-    """
-
-    index: int
-    name: str
-    steps: int
-    skipped: bool
-    resumed_from: int
-    seconds: float
-    checkpoint: Path | None
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def final_loss(self) -> float | None:
-        """The last logged loss, if any."""
-        return float(self.metrics[-1]["loss"]) if self.metrics else None
 
 
 class Curriculum:
@@ -88,7 +68,12 @@ class Curriculum:
         seed: seeds heads, sampling and augmentation; same seed, same data -> same run.
         resume: ``"auto"`` resumes what ``checkpoint_dir`` holds (and fails if its
             manifest disagrees with these stages), ``"must"`` also fails when there is
-            nothing to resume, ``"never"`` deletes this run's files and starts over.
+            nothing to resume, ``"never"`` deletes this run's files and starts over,
+            ``"continue"`` is ``"auto"`` but lets a stage that has not finished change
+            its optimiser settings (``lr``, ``weight_decay``, ``momentum``,
+            ``optimizer``, warm-up, ``final_lr_ratio``, ``clip_grad_norm``) and continue
+            from its last checkpoint, e.g. with a lower ``lr`` after a
+            :class:`NonFiniteLossError`; the manifest records the change and its step.
         checkpoint_every: write ``last.pt`` every this many optimiser steps (``None``: only
             at the end of each stage).
         log_every: log a metrics row every this many steps (and at the last step).
@@ -114,7 +99,7 @@ class Curriculum:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         seed: int = 0,
         *,
-        resume: Literal["auto", "must", "never"] = "auto",
+        resume: Literal["auto", "must", "never", "continue"] = "auto",
         checkpoint_every: int | None = 200,
         log_every: int = 10,
         progress: bool | None = None,
@@ -133,8 +118,10 @@ class Curriculum:
         labels = [s.label for s in self.stages]
         if len(set(labels)) != len(labels):
             raise ValueError(f"stage names must be unique (set Stage(name=...)); got {labels}")
-        if resume not in ("auto", "must", "never"):
-            raise ValueError(f"resume must be 'auto', 'must' or 'never'; got {resume!r}")
+        if resume not in ("auto", "must", "never", "continue"):
+            raise ValueError(
+                f"resume must be 'auto', 'must', 'never' or 'continue'; got {resume!r}"
+            )
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 or None; got {checkpoint_every}")
         if log_every < 1:
@@ -169,7 +156,12 @@ class Curriculum:
                 trained in place.
 
         Returns:
-            The same backbone object, holding the last stage's weights.
+            The same backbone object, holding the last stage's weights (also written to
+            :attr:`backbone_path` when there is a ``checkpoint_dir``).
+
+        Raises:
+            CurriculumError: a stage stopped (non-finite loss or state, collapse); the
+                backbone holds the weights of that stage's last good checkpoint.
         """
         for result in self.iter_stages(backbone):
             logger.info(
@@ -205,6 +197,15 @@ class Curriculum:
         """The folder of stage ``index`` (``None`` without ``checkpoint_dir``)."""
         return self._folder(index)
 
+    @property
+    def backbone_path(self) -> Path | None:
+        """``checkpoint_dir/backbone.safetensors``, the finished run's backbone file.
+
+        Written after the last stage when the backbone is a ``Backbone`` (its sidecar
+        ``backbone.json`` holds the recipe); ``None`` without a ``checkpoint_dir``.
+        """
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / BACKBONE_FILE
+
     # ------------------------------------------------------------------ internals
     def _folder(self, index: int) -> Path | None:
         root = self.checkpoint_dir
@@ -226,6 +227,11 @@ class Curriculum:
                 )
         return self._run, self._manifest
 
+    def _run_info(self, run: RunSettings) -> dict[str, Any]:
+        amp = None if run.amp_dtype is None else str(run.amp_dtype).removeprefix("torch.")
+        return {"device": run.device.type, "amp": amp, "channels_last": run.channels_last,
+                "deterministic": self.deterministic}  # fmt: skip
+
     def _run_stage(
         self,
         index: int,
@@ -237,9 +243,13 @@ class Curriculum:
     ) -> StageResult:
         t0 = time.perf_counter()
         final = folder / "final.pt" if folder is not None else None
-        if manifest is not None and final is not None and final.exists():
-            state = manifest.check(load_checkpoint(final), index)
+        if manifest is not None and final is not None and folder is not None and final.exists():
+            state = manifest.check(load_checkpoint(final, remedy=_FINAL_REMEDY), index)
             backbone.load_state_dict(state["backbone"])
+            if run.dist.is_main:
+                info = self._run_info(run)
+                settle_finished_stage(manifest, index, folder, state, backbone, info)
+            self._finish_run(index, backbone, run, manifest)
             return StageResult(
                 index,
                 stage.label,
@@ -250,20 +260,30 @@ class Curriculum:
                 final,
                 list(state["metrics"]),
             )
+        last = folder / "last.pt" if folder is not None else None
         resume = None
-        if manifest is not None and folder is not None and (folder / "last.pt").exists():
-            resume = manifest.check(load_checkpoint(folder / "last.pt"), index)
+        if manifest is not None and last is not None and last.exists():
+            resume = manifest.check(load_checkpoint(last, remedy=_LAST_REMEDY), index)
+            sha = sha256_file(last)  # a run killed before recording it left an old record
+            if run.dist.is_main and manifest.data["stages"][index]["files"].get("last.pt") != sha:
+                manifest.record(index, **{"last.pt": sha})
         log_folder = (
             None
             if self.log_dir is None
             else self.log_dir / (folder or Path(f"stage{index:02d}-{stage.label}")).name
         )
+        fields = METRIC_FIELDS + (stage.monitor.fields if stage.monitor is not None else ())
         metrics = MetricsLog(
-            log_folder if run.dist.is_main else None, list(resume["metrics"]) if resume else []
+            log_folder if run.dist.is_main else None,
+            list(resume["metrics"]) if resume else [],
+            tuple(fields),
         )
         if run.dist.is_main:
             metrics.rewrite()
-        plan = StagePlan(index, mix_seed(self.seed, index), metrics, resume)
+        plan = StagePlan(index, mix_seed(self.seed, index), metrics, resume, checkpoint=last)
+        if manifest is not None:
+            entry_hash = manifest.data["stages"][index]["config_hash"]
+            plan.settings_changed = resume is not None and resume["config_hash"] != entry_hash
         if manifest is not None and run.dist.is_main and folder is not None:
             manifest.mark(index, "running")
 
@@ -283,19 +303,12 @@ class Curriculum:
                 revert_sync_batchnorm(backbone)
         if run.dist.is_main:
             metrics.write_json(stage=stage.label, index=index, steps=total, config=stage.config())
-            if manifest is not None and final is not None:
-                manifest.save_final(
-                    index,
-                    final,
-                    {
-                        "total_steps": total,
-                        "metrics": metrics.rows,
-                        "backbone": {k: v.detach().cpu() for k, v in backbone.state_dict().items()},
-                    },
-                )
-                _save_backbone_file(backbone, folder, stage)  # type: ignore[arg-type]
+            if manifest is not None and folder is not None:
+                state = {"total_steps": total, "metrics": metrics.rows}
+                save_finished_stage(manifest, index, folder, backbone, state, self._run_info(run))
         barrier(run.dist)
         logger.info("stage %d (%s) finished %d steps", index, stage.label, total)
+        self._finish_run(index, backbone, run, manifest)
         return StageResult(
             index,
             stage.label,
@@ -307,12 +320,20 @@ class Curriculum:
             list(metrics.rows),
         )
 
+    def _finish_run(
+        self, index: int, backbone: nn.Module, run: RunSettings, manifest: RunManifest | None
+    ) -> None:
+        """After the last stage: write (or verify) ``checkpoint_dir/backbone.safetensors``."""
+        path = self.backbone_path
+        if index != len(self.stages) - 1 or manifest is None or path is None:
+            return
+        if run.dist.is_main:
+            write_run_backbone(manifest, backbone, path, self._run_info(run))
+        barrier(run.dist)
 
-def _save_backbone_file(backbone: nn.Module, folder: Path, stage: Stage) -> None:
-    """Also save a ``Backbone`` as ``backbone.safetensors`` (+ JSON) for direct reuse."""
-    save = getattr(backbone, "save", None)
-    if callable(save):
-        try:
-            save(folder / "backbone.safetensors", curriculum_stage=stage.label)
-        except Exception as exc:  # the checkpoint already holds the weights
-            logger.warning("could not write %s/backbone.safetensors: %s", folder, exc)
+
+_FINAL_REMEDY = (
+    "delete it and run again: the stage is trained again from its start (same seed and "
+    "settings give the same weights on the CPU)"
+)
+_LAST_REMEDY = "delete it and run again: the stage restarts from its first step"

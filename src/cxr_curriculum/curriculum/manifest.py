@@ -3,10 +3,13 @@
 The manifest records the library, torch and Python versions, the seed, and for every
 stage its settings (:meth:`Stage.config`), a fingerprint of its data
 (:func:`~cxr_curriculum.curriculum.sampling.data_fingerprint`), a hash of both, its
-status (``pending``, ``running``, ``done``, ``failed``) and the steps done. Every
-checkpoint carries its stage's hash too. A rerun that changed a stage which already has
-progress stops with a ``ValueError`` naming the fields that differ, instead of silently
-mixing two different runs.
+status (``pending``, ``running``, ``done``, ``failed``), the steps done and the sha256
+of every file it wrote (``files``). Every checkpoint carries its stage's hash too. A
+rerun that changed a stage which already has progress stops with a ``ValueError``
+naming the fields that differ, instead of silently mixing two different runs; with
+``resume="continue"`` a stage that has not finished may change its optimiser settings
+and continue from its last checkpoint (:mod:`~cxr_curriculum.curriculum.changes`), and
+the change is recorded (``changes``: the step and the fields).
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import hashlib
 import json
 import platform
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cxr_curriculum._version import __version__
+from cxr_curriculum.curriculum.changes import accept_change, now
 from cxr_curriculum.curriculum.checkpoint import (
     atomic_save,
     atomic_write_json,
@@ -35,8 +38,10 @@ from cxr_curriculum.curriculum.stage import Stage
 
 __all__ = ["FORMAT_VERSION", "RunManifest", "stage_hash"]
 
-#: Version of the checkpoint and manifest layout.
-FORMAT_VERSION = 1
+#: Version of the checkpoint and manifest layout (2: sha256 of every file).
+FORMAT_VERSION = 2
+#: Fields of a stage's entry that a rerun carries over from the manifest on disk.
+_CARRIED = ("status", "steps_done", "total_steps", "files", "changes", "accepted_hashes")
 _OUR_FILES = (
     "final.pt",
     "last.pt",
@@ -51,18 +56,6 @@ def stage_hash(config: dict[str, Any], fingerprint: str) -> str:
     """Hash of a stage's settings and data fingerprint (16 hex digits)."""
     blob = json.dumps({"config": config, "data": fingerprint}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-_MISSING = "<missing>"
-
-
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key, _MISSING), new.get(key, _MISSING), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
 class RunManifest:
@@ -87,8 +80,8 @@ class RunManifest:
         """Read (or create) the manifest of ``root`` and check it against ``stages``.
 
         Raises:
-            ValueError: a stage with progress changed, the seed changed, or
-                ``resume="must"`` found nothing to resume.
+            ValueError: a stage with progress changed (beyond what ``resume="continue"``
+                allows), the seed changed, or ``resume="must"`` found nothing to resume.
         """
         path = root / "manifest.json"
         if info.is_main:
@@ -96,22 +89,7 @@ class RunManifest:
             if resume == "never":
                 _remove_run_files(root)
         barrier(info)
-        entries = []
-        for i, stage in enumerate(stages):
-            config, fp = stage.config(), data_fingerprint(stage.data)
-            entries.append(
-                {
-                    "index": i,
-                    "name": stage.label,
-                    "folder": str(folder(i).name),  # type: ignore[union-attr]
-                    "config": config,
-                    "data_fingerprint": fp,
-                    "config_hash": stage_hash(config, fp),
-                    "status": "pending",
-                    "steps_done": 0,
-                    "total_steps": None,
-                }
-            )
+        entries = [_entry(i, stage, folder(i)) for i, stage in enumerate(stages)]
         old = read_json(path) if path.exists() else None
         started = [e for e in (old or {}).get("stages", []) if e.get("status") != "pending"]
         if resume == "must" and not started:
@@ -123,19 +101,12 @@ class RunManifest:
             )
         for e in started:
             i = int(e["index"])
-            if i < len(entries):
-                if e["config_hash"] != entries[i]["config_hash"]:
-                    changes = _diff(e.get("config"), entries[i]["config"])
-                    if e.get("data_fingerprint") != entries[i]["data_fingerprint"]:
-                        changes.append("data: the dataset's files, length or subset changed")
-                    raise ValueError(
-                        f"stage {i} ({e.get('name')}) in {root} was run with other settings: "
-                        + "; ".join(changes or ["settings differ"])
-                        + ". Use another checkpoint_dir, or resume='never' to start over."
-                    )
-                entries[i].update(
-                    {k: e[k] for k in ("status", "steps_done", "total_steps") if k in e}
-                )
+            if i >= len(entries):
+                continue
+            changed = e["config_hash"] != entries[i]["config_hash"]
+            entries[i].update({k: e[k] for k in _CARRIED if k in e})
+            if changed:  # after carrying: records the change on top of earlier ones
+                accept_change(root, e, entries[i], resume)
         data = {
             "format": FORMAT_VERSION,
             "library": __version__,
@@ -143,10 +114,12 @@ class RunManifest:
             "python": platform.python_version(),
             "seed": seed,
             "world_size": info.world_size,
-            "created": (old or {}).get("created", _now()),
-            "updated": _now(),
+            "created": (old or {}).get("created", now()),
+            "updated": now(),
             "stages": entries,
         }
+        if old is not None and "backbone" in old:
+            data["backbone"] = old["backbone"]
         manifest = cls(root, data, writer=info.is_main)
         manifest.write()
         return manifest
@@ -154,25 +127,39 @@ class RunManifest:
     def write(self) -> None:
         """Write the manifest atomically (rank 0 only)."""
         if self.writer:
-            self.data["updated"] = _now()
+            self.data["updated"] = now()
             atomic_write_json(self.data, self.root / "manifest.json")
 
     def mark(self, index: int, status: str, **extra: Any) -> None:
         """Set a stage's status (and extra fields such as ``error``) and write."""
-        self.data["stages"][index].update(status=status, **extra)
+        entry = self.data["stages"][index]
+        if status != "failed":
+            entry.pop("error", None)
+        entry.update(status=status, **extra)
+        self.write()
+
+    def record(self, index: int, **files: str | None) -> None:
+        """Record (``name=sha256``) or forget (``name=None``) files of stage ``index``; write."""
+        recorded = self.data["stages"][index].setdefault("files", {})
+        for name, sha in files.items():
+            if sha is None:
+                recorded.pop(name, None)
+            else:
+                recorded[name] = sha
         self.write()
 
     def check(self, state: dict[str, Any], index: int) -> dict[str, Any]:
         """Verify that a loaded checkpoint belongs to stage ``index`` as configured now.
 
+        A checkpoint written before a ``resume="continue"`` change of optimiser settings
+        is accepted (its hash is among the entry's ``accepted_hashes``).
+
         Raises:
             ValueError: the checkpoint comes from another stage or other settings.
         """
         entry = self.data["stages"][index]
-        if (
-            int(state.get("stage_index", -1)) != index
-            or state.get("config_hash") != entry["config_hash"]
-        ):
+        hashes = [entry["config_hash"], *entry.get("accepted_hashes", [])]
+        if int(state.get("stage_index", -1)) != index or state.get("config_hash") not in hashes:
             raise ValueError(
                 f"checkpoint of stage {index} ({entry['name']}) in {self.root} does not match the "
                 "stage's current settings or data; use another checkpoint_dir or resume='never'"
@@ -189,32 +176,84 @@ class RunManifest:
         }
 
     def save_partial(self, index: int, path: Path, state: dict[str, Any]) -> None:
-        """Write a mid-stage checkpoint and record its step."""
-        atomic_save(self._stamp(index, state, "partial"), path)
+        """Write a mid-stage checkpoint and record its step and sha256."""
+        written = atomic_save(self._stamp(index, state, "partial"), path)
+        files = {**self.data["stages"][index].get("files", {}), path.name: written.sha256}
         self.mark(
-            index, "running", steps_done=int(state["step"]), total_steps=int(state["total_steps"])
+            index,
+            "running",
+            steps_done=int(state["step"]),
+            total_steps=int(state["total_steps"]),
+            files=files,
         )
 
-    def save_final(self, index: int, path: Path, state: dict[str, Any]) -> None:
-        """Write a stage's final checkpoint, drop its ``last.pt`` and mark it done."""
-        atomic_save(self._stamp(index, state, "final"), path)
+    def save_final(self, index: int, path: Path, state: dict[str, Any]) -> str:
+        """Write a stage's final checkpoint (not yet marked done); return its sha256."""
+        return atomic_save(self._stamp(index, state, "final"), path).sha256
+
+    def finish(self, index: int, total_steps: int, **files: str) -> None:
+        """Mark a stage done with the sha256 of its files, then drop its ``last.pt``."""
+        entry = self.data["stages"][index]
+        recorded = {k: v for k, v in entry.get("files", {}).items() if k != "last.pt"}
+        self.mark(
+            index, "done", steps_done=total_steps, total_steps=total_steps,
+            files={**recorded, **files},
+        )  # fmt: skip
+        folder = self.root / entry["folder"]
         with contextlib.suppress(FileNotFoundError):
-            (path.parent / "last.pt").unlink()
-        total = int(state["total_steps"])
-        self.mark(index, "done", steps_done=total, total_steps=total)
+            (folder / "last.pt").unlink()
+
+    def recipe(self, upto: int, run: dict[str, Any]) -> dict[str, Any]:
+        """How the backbone after stage ``upto`` was made, for its sidecar.
+
+        Returns:
+            Versions, seed, run settings (device, precision, processes) and, for stages
+            ``0..upto``, the settings (method and hyper-parameters, budget, optimiser,
+            schedule), total steps, data fingerprint and size, settings hash, sha256 of
+            ``final.pt`` and any ``resume="continue"`` changes.
+        """
+        keys = ("index", "name", "config", "data_fingerprint", "data_size", "config_hash",
+                "total_steps", "changes")  # fmt: skip
+        stages = []
+        for entry in self.data["stages"][: upto + 1]:
+            item = {k: entry[k] for k in keys if k in entry}
+            item["final_sha256"] = entry.get("files", {}).get("final.pt")
+            stages.append(item)
+        versions = ("library", "torch", "python")
+        return {
+            "format": "cxr_curriculum.recipe/1",
+            "versions": {k: self.data[k] for k in versions},
+            "seed": self.data["seed"],
+            "run": {**run, "world_size": self.data["world_size"]},
+            "stages": stages,
+        }
+
+
+def _entry(index: int, stage: Stage, folder: Path | None) -> dict[str, Any]:
+    config, fp = stage.config(), data_fingerprint(stage.data)
+    return {
+        "index": index,
+        "name": stage.label,
+        "folder": str(folder.name) if folder is not None else None,
+        "config": config,
+        "data_fingerprint": fp,
+        "data_size": len(stage.data),  # type: ignore[arg-type]
+        "config_hash": stage_hash(config, fp),
+        "status": "pending",
+        "steps_done": 0,
+        "total_steps": None,
+        "files": {},
+    }
 
 
 def _remove_run_files(root: Path) -> None:
     """Delete the files a previous run wrote (``resume="never"``), nothing else."""
-    with contextlib.suppress(FileNotFoundError):
-        (root / "manifest.json").unlink()
+    for name in ("manifest.json", "backbone.safetensors", "backbone.json"):
+        with contextlib.suppress(FileNotFoundError):
+            (root / name).unlink()
     for folder in root.glob("stage[0-9][0-9]-*"):
         for name in _OUR_FILES:
             with contextlib.suppress(FileNotFoundError):
                 (folder / name).unlink()
         with contextlib.suppress(OSError):
             folder.rmdir()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -12,6 +12,7 @@ Chen & He 2021, arXiv 2011.10566, Sec. 4.1, and lightly's ``std_of_l2_normalized
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cxr_curriculum._artefacts import atomic_write_bytes
 from cxr_curriculum.curriculum.checkpoint import atomic_write_json
 
 __all__ = [
@@ -37,11 +39,15 @@ METRIC_FIELDS = ("stage", "step", "epoch", "loss", "lr", "images_per_s", "embedd
 
 
 class CurriculumError(RuntimeError):
-    """A stage stopped; the message names the stage, the step and the last good checkpoint."""
+    """A stage stopped; the message names the stage, the step and what was kept.
+
+    The backbone passed to the Curriculum is left as it was at the stage's last good
+    checkpoint (or at the start of the stage when none had been written).
+    """
 
 
 class NonFiniteLossError(CurriculumError):
-    """The loss became NaN or infinite."""
+    """The loss, or the model's weights or running statistics, became NaN or infinite."""
 
 
 class CollapseError(CurriculumError):
@@ -91,14 +97,16 @@ class MetricsLog:
     Args:
         folder: where the files go (``None``: keep rows in memory only).
         rows: rows so far (restored from a checkpoint when resuming).
+        fields: the columns: :data:`METRIC_FIELDS` plus a monitor's (e.g. ``knn_accuracy``).
     """
 
     folder: Path | None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    fields: tuple[str, ...] = METRIC_FIELDS
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add a row (keys from :data:`METRIC_FIELDS`) and append it to the CSV."""
-        clean = {k: row.get(k) for k in METRIC_FIELDS}
+        """Add a row (keys from :attr:`fields`; missing ones are empty) and append it to the CSV."""
+        clean = {k: row.get(k) for k in self.fields}
         self.rows.append(clean)
         if self.folder is None:
             return
@@ -106,21 +114,21 @@ class MetricsLog:
         new = not path.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         with path.open("a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=self.fields)
             if new:
                 writer.writeheader()
             writer.writerow(clean)
 
     def rewrite(self) -> None:
-        """Rewrite the CSV from :attr:`rows` (drops rows logged after the resumed checkpoint)."""
+        """Rewrite the CSV from :attr:`rows`, atomically (drops rows logged after the
+        resumed checkpoint, and a line cut short by a killed run)."""
         if self.folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / "metrics.csv"
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_bytes(self.folder / "metrics.csv", text.getvalue().encode(), what="log")
 
     def write_json(self, **summary: Any) -> None:
         """Write ``metrics.json``: ``{"rows": [...], **summary}`` (atomically)."""

@@ -10,6 +10,7 @@ whether a run was interrupted and resumed mid-epoch.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -20,7 +21,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, Subset
 
-__all__ = ["ResumableDistributedSampler", "StageDataset", "data_fingerprint", "mix_seed"]
+__all__ = [
+    "ResumableDistributedSampler",
+    "StageDataset",
+    "data_fingerprint",
+    "item_source",
+    "mix_seed",
+]
 
 _MASK64 = (1 << 64) - 1
 
@@ -61,6 +68,40 @@ def first_image(item: Any, index: int) -> Tensor:
     return image
 
 
+def item_source(data: Any, index: int) -> str | None:
+    """The file behind item ``index`` of a dataset, through ``Subset``/``ConcatDataset``.
+
+    Returns:
+        The path from the innermost dataset's ``files`` list, or ``None`` if it has none.
+    """
+    for _ in range(16):
+        if isinstance(data, Subset):
+            data, index = data.dataset, int(data.indices[index])
+        elif isinstance(data, ConcatDataset):
+            part = bisect.bisect_right(data.cumulative_sizes, index)
+            index -= data.cumulative_sizes[part - 1] if part else 0
+            data = data.datasets[part]
+        else:
+            break
+    files = getattr(data, "files", None)
+    if isinstance(files, (list, tuple)) and 0 <= index < len(files):
+        return str(files[index])
+    return None
+
+
+def _check_pixels(data: Any, index: int, image: Tensor) -> None:
+    """Refuse an image with NaN or inf pixels, naming the item and its file."""
+    if not image.is_floating_point() or bool(torch.isfinite(image).all()):
+        return
+    bad = int((~torch.isfinite(image)).sum())
+    source = item_source(data, index)
+    where = f" ({source})" if source is not None else ""
+    raise ValueError(
+        f"item {index} of the stage's data{where} has {bad} non-finite pixel(s) (NaN or inf) "
+        f"in its {tuple(image.shape)} image; fix or remove it (a NaN input makes the loss NaN)"
+    )
+
+
 class StageDataset(Dataset[Any]):
     """Apply a method's per-sample transform to a dataset's images, with seeded randomness.
 
@@ -68,7 +109,8 @@ class StageDataset(Dataset[Any]):
     generator seeded to ``mix_seed(seed, e, i)``; its previous state is restored after,
     so the caller's RNG is untouched (like ``torch.random.fork_rng``, about 40x cheaper).
     Transforms must draw from torch's RNG (the project convention), not from Python's
-    ``random`` or numpy.
+    ``random`` or numpy. An image with a NaN or inf pixel raises ``ValueError`` naming the
+    item and, where the dataset lists them (``files``), its file.
 
     Args:
         data: the stage's dataset (labels and other fields are dropped).
@@ -87,6 +129,7 @@ class StageDataset(Dataset[Any]):
 
     def __getitem__(self, index: int) -> Any:
         image = first_image(self.data[index], index)
+        _check_pixels(self.data, index, image)
         gen = torch.default_generator  # what the transforms draw from (CPU)
         saved = gen.get_state()
         try:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from torch import nn
 from torch.utils.data import Dataset
 
+from cxr_curriculum.curriculum.monitor import StageMonitor
+
 __all__ = ["OPTIMIZERS", "Stage", "method_config"]
 
 #: Optimisers a stage may name.
@@ -96,6 +98,9 @@ class Stage:
         collapse_patience: consecutive low-std checks that count as a collapse.
         name: short name used for folders and logs; defaults to the method's class
             name in lower case.
+        monitor: scores logged while the stage trains, e.g.
+            ``KNNMonitor(train, val, every=50)`` (see :mod:`~.monitor`); it does not change
+            the trained weights and is not part of the stage's settings.
     """
 
     method: nn.Module
@@ -119,6 +124,7 @@ class Stage:
     collapse_threshold: float | None = 1e-3
     collapse_patience: int = 3
     name: str | None = None
+    monitor: StageMonitor | None = None
 
     def __post_init__(self) -> None:
         missing = [a for a in _METHOD_API if not callable(getattr(self.method, a, None))]
@@ -165,6 +171,11 @@ class Stage:
             raise ValueError(f"strength must be >= 0; got {self.strength}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0; got {self.num_workers}")
+        if self.monitor is not None and not isinstance(self.monitor, StageMonitor):
+            raise TypeError(
+                "Stage.monitor must be a KNNMonitor or an object with every, fields and "
+                f"__call__(backbone, *, image_size, device); got {type(self.monitor).__name__}"
+            )
         if self.name is not None and (not self.name or any(c in self.name for c in "/\\:")):
             raise ValueError(
                 f"name must be a non-empty string without / \\ or :; got {self.name!r}"
@@ -230,8 +241,8 @@ class Stage:
     def config(self) -> dict[str, Any]:
         """JSON-able settings that change the result (recorded in the checkpoint manifest).
 
-        ``num_workers`` and the collapse monitor are left out: they do not change the
-        trained weights.
+        ``num_workers``, the collapse monitor and ``monitor`` are left out: they do not
+        change the trained weights.
         """
         return {
             "name": self.label,

@@ -15,11 +15,21 @@ Bad-file policy (``on_error`` and ``check_files``):
   dropped, recorded in ``.skipped`` as ``(path, reason)`` and counted in one
   ``WARNING`` log line by reason. Lengths, labels and patient ids then describe only
   the usable files.
+
+A bad file is any that :func:`~cxr_curriculum.data.read_image` refuses: missing, empty,
+truncated, not PNG/JPEG/DICOM, or smaller than
+:data:`~cxr_curriculum.data.MIN_IMAGE_SIDE` (16 px) on a side. A missing DICOM extra
+is not a bad file: :class:`~cxr_curriculum.data.DicomSupportError` is always raised.
+
+Every dataset also builds its items from an already decoded image with
+:meth:`CXRDataset.item_from`, which is how :class:`~cxr_curriculum.data.DecodedCache`
+serves the same items from its cache.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,10 +38,22 @@ from typing import Any, Literal
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cxr_curriculum.data.io import ImageReadError, read_image, read_mask
+from cxr_curriculum.data.dicom import DicomMeta, read_dicom_meta
+from cxr_curriculum.data.errors import ImageReadError
+from cxr_curriculum.data.formats import sniff_format
+from cxr_curriculum.data.io import read_image, read_mask
 from cxr_curriculum.data.items import LabeledImage, MaskedImage
+from cxr_curriculum.data.windowing import Window, check_window
 
-__all__ = ["CXRDataset", "JointTransform", "OnError", "Transform", "scan_files"]
+__all__ = [
+    "CXRDataset",
+    "JointTransform",
+    "OnError",
+    "Transform",
+    "apply_bad_file_policy",
+    "dicom_meta_of",
+    "scan_files",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +62,11 @@ Transform = Callable[[Tensor], Any]
 JointTransform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-def _check(path: Path, mask_path: Path | None, ignore_value: int | None) -> ImageReadError | None:
+def _check(
+    path: Path, mask_path: Path | None, ignore_value: int | None, window: Window
+) -> ImageReadError | None:
     try:
-        image = read_image(path)
+        image = read_image(path, window=window)
         if mask_path is not None:
             size = (int(image.shape[-2]), int(image.shape[-1]))
             read_mask(mask_path, ignore_value=ignore_value, size=size)
@@ -56,6 +80,7 @@ def scan_files(
     mask_files: Sequence[Path] | None = None,
     *,
     ignore_value: int | None = None,
+    window: Window = "auto",
 ) -> list[tuple[int, Path, str]]:
     """Decode every file (and mask) once and list the bad ones.
 
@@ -63,13 +88,15 @@ def scan_files(
         files: Image files.
         mask_files: Optional masks, one per image, that must match its size.
         ignore_value: Raw mask value meaning "ignore" (see :func:`read_mask`).
+        window: DICOM windowing policy the files will be read with.
 
     Returns:
         ``(index, offending path, reason)`` for each bad record, in order.
     """
     bad = []
     for i, path in enumerate(files):
-        exc = _check(path, mask_files[i] if mask_files is not None else None, ignore_value)
+        mask = mask_files[i] if mask_files is not None else None
+        exc = _check(path, mask, ignore_value, window)
         if exc is not None:
             bad.append((i, exc.path, exc.reason))
     return bad
@@ -77,6 +104,72 @@ def scan_files(
 
 def _reason_kind(reason: str) -> str:
     return reason.split(" (")[0]
+
+
+def apply_bad_file_policy(
+    owner: str,
+    files: Sequence[Path],
+    mask_files: Sequence[Path] | None,
+    *,
+    on_error: OnError,
+    check_files: bool,
+    ignore_value: int | None = None,
+    window: Window = "auto",
+) -> tuple[list[int], list[tuple[Path, str]]]:
+    """The indices to keep and the ``(path, reason)`` skipped, per the module's policy.
+
+    Args:
+        owner: Name used in the log line (the dataset's class name).
+        files: Image files.
+        mask_files: Optional masks, one per image.
+        on_error: ``"raise"`` or ``"skip"``.
+        check_files: Decode every file even under ``"raise"``.
+        ignore_value: Raw mask value meaning "ignore".
+        window: DICOM windowing policy.
+
+    Raises:
+        ImageReadError: A bad file under ``on_error="raise"`` with ``check_files``.
+    """
+    keep = list(range(len(files)))
+    if on_error != "skip" and not check_files:
+        return keep, []
+    bad = scan_files(files, mask_files, ignore_value=ignore_value, window=window)
+    if bad and on_error == "raise":
+        _, path, reason = bad[0]
+        more = f"; {len(bad) - 1} more bad file(s)" if len(bad) > 1 else ""
+        raise ImageReadError(path, reason + more)
+    if not bad:
+        return keep, []
+    drop = {i for i, _, _ in bad}
+    kinds = Counter(_reason_kind(r) for _, _, r in bad)
+    logger.warning(
+        "%s: skipped %d of %d files (%s)",
+        owner,
+        len(bad),
+        len(files),
+        ", ".join(f"{c} {k}" for k, c in kinds.most_common()),
+    )
+    return [i for i in keep if i not in drop], [(p, r) for _, p, r in bad]
+
+
+def check_on_error(on_error: str) -> OnError:
+    """Validate an ``on_error`` argument (``"raise"`` or ``"skip"``)."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    return on_error  # type: ignore[return-value]
+
+
+def dicom_meta_of(path: str | os.PathLike[str]) -> DicomMeta | None:
+    """:func:`~cxr_curriculum.data.read_dicom_meta` for a DICOM file, None for others.
+
+    Raises:
+        ImageReadError: The file cannot be opened, or its DICOM header is malformed.
+    """
+    try:
+        fmt = sniff_format(path)
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open file ({exc.strerror})") from None
+    return read_dicom_meta(path) if fmt in ("dicom", "acr-nema") else None
 
 
 class CXRDataset(Dataset[Any]):
@@ -105,9 +198,9 @@ class CXRDataset(Dataset[Any]):
         joint_transform: JointTransform | None = None,
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_on_error(on_error)
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable or None, got {type(transform)!r}")
         if joint_transform is not None and not callable(joint_transform):
@@ -118,6 +211,7 @@ class CXRDataset(Dataset[Any]):
         self.joint_transform = joint_transform
         self.on_error: OnError = on_error
         self.check_files = bool(check_files)
+        self.window: Window = check_window(window)
         self.files: list[Path] = []
         self.labels: list[int] = []
         self.patient_ids: list[str] = []
@@ -139,25 +233,15 @@ class CXRDataset(Dataset[Any]):
             raise ValueError("files, labels, patient_ids and mask_files must have equal lengths")
         if self.joint_transform is not None and mask_files is None:
             raise ValueError("joint_transform needs a dataset with masks")
-        keep = list(range(n))
-        if self.on_error == "skip" or self.check_files:
-            bad = scan_files(list(files), mask_files, ignore_value=self.mask_ignore_value)
-            if bad and self.on_error == "raise":
-                _, path, reason = bad[0]
-                more = f"; {len(bad) - 1} more bad file(s)" if len(bad) > 1 else ""
-                raise ImageReadError(path, reason + more)
-            if bad:
-                bad_idx = {i for i, _, _ in bad}
-                keep = [i for i in keep if i not in bad_idx]
-                self.skipped = [(p, r) for _, p, r in bad]
-                kinds = Counter(_reason_kind(r) for _, _, r in bad)
-                logger.warning(
-                    "%s: skipped %d of %d files (%s)",
-                    type(self).__name__,
-                    len(bad),
-                    n,
-                    ", ".join(f"{c} {k}" for k, c in kinds.most_common()),
-                )
+        keep, self.skipped = apply_bad_file_policy(
+            type(self).__name__,
+            list(files),
+            mask_files,
+            on_error=self.on_error,
+            check_files=self.check_files,
+            ignore_value=self.mask_ignore_value,
+            window=self.window,
+        )
         self.files = [Path(files[i]) for i in keep]
         self.labels = [int(labels[i]) for i in keep]
         self.patient_ids = [str(patient_ids[i]) for i in keep]
@@ -173,21 +257,59 @@ class CXRDataset(Dataset[Any]):
     def __getitem__(self, index: int) -> LabeledImage | MaskedImage:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        image = read_image(self.files[index])
+        image = read_image(self.files[index], window=self.window)
+        mask = None
+        if self.mask_files is not None:
+            mask = read_mask(
+                self.mask_files[index],
+                ignore_value=self.mask_ignore_value,
+                size=(int(image.shape[-2]), int(image.shape[-1])),
+            )
+        return self.item_from(index, image, mask)
+
+    def item_from(
+        self, index: int, image: Tensor, mask: Tensor | None = None
+    ) -> LabeledImage | MaskedImage:
+        """The item ``index`` built from an already decoded image (and mask).
+
+        Applies ``joint_transform`` and ``transform`` as :meth:`__getitem__` does.
+
+        Args:
+            index: Item index.
+            image: ``float32`` ``(1, H, W)`` in ``[0, 1]``.
+            mask: ``uint8`` ``(1, H, W)`` of the same size; required for masked sets.
+
+        Raises:
+            ValueError: A masked dataset and no mask.
+        """
         if self.mask_files is None:
             if self.transform is not None:
                 image = self.transform(image)
             return LabeledImage(image, self._label(index), self.patient_ids[index])
-        mask = read_mask(
-            self.mask_files[index],
-            ignore_value=self.mask_ignore_value,
-            size=(int(image.shape[-2]), int(image.shape[-1])),
-        )
+        if mask is None:
+            raise ValueError(f"{type(self).__name__} has masks: item_from needs the mask")
         if self.joint_transform is not None:
             image, mask = self.joint_transform(image, mask)
         if self.transform is not None:
             image = self.transform(image)
         return MaskedImage(image, mask, self.patient_ids[index])
+
+    def check_source_size(self, index: int, size: tuple[int, int]) -> None:
+        """Refuse a decoded image size that item ``index`` cannot use (here: none).
+
+        :class:`~cxr_curriculum.data.DecodedCache` calls it for every item with the
+        ``(H, W)`` the image had when decoded from its file, before the cache shrank
+        it, since :meth:`item_from` then sees only the shrunk image. Datasets whose
+        labels are tied to the file's pixel grid override it (SIIM-ACR's run-length
+        masks).
+
+        Raises:
+            ImageReadError: Naming the file, where a subclass refuses the size.
+        """
+
+    def dicom_meta(self, index: int) -> DicomMeta | None:
+        """Header facts (view, pixel spacing, patient id) of a DICOM item; None otherwise."""
+        return dicom_meta_of(self.files[index])
 
     def class_counts(self) -> dict[str, int]:
         """Number of items per class name (read from labels; no image is opened)."""

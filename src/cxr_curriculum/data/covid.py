@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, JointTransform, OnError, Transform
+from cxr_curriculum.data.windowing import Window
 
 __all__ = ["COVID_VS_OTHER", "V7_IGNORE_VALUE", "CovidChestXray"]
 
@@ -58,6 +59,7 @@ class CovidChestXray(CXRDataset):
         mask_dir: Mask folder; defaults to ``root / "v7-lung-masks"``.
         on_error: Bad-file policy, ``"raise"`` or ``"skip"``.
         check_files: Decode every file (and mask) at construction.
+        window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
 
     Attributes:
         findings: Raw ``finding`` string per item.
@@ -81,12 +83,14 @@ class CovidChestXray(CXRDataset):
         mask_dir: str | os.PathLike[str] | None = None,
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
         super().__init__(
             transform=transform,
             joint_transform=joint_transform,
             on_error=on_error,
             check_files=check_files,
+            window=window,
         )
         for name, value in (("views", views), ("modalities", modalities), ("findings", findings)):
             if isinstance(value, str):

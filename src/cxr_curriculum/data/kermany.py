@@ -16,6 +16,7 @@ from typing import Literal
 from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, OnError, Transform
 from cxr_curriculum.data.io import is_image_file
+from cxr_curriculum.data.windowing import Window
 
 __all__ = ["KermanyPneumonia", "kermany_patient_id", "kermany_subtype"]
 
@@ -70,6 +71,7 @@ class KermanyPneumonia(CXRDataset):
             for ``["normal", "bacteria", "virus"]``.
         on_error: Bad-file policy, ``"raise"`` or ``"skip"`` (see ``base``).
         check_files: Decode every file at construction (see ``base``).
+        window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
 
     Attributes:
         subtypes: ``"normal"``, ``"bacteria"`` or ``"virus"`` per item.
@@ -93,8 +95,11 @@ class KermanyPneumonia(CXRDataset):
         target: Literal["pneumonia", "subtype"] = "pneumonia",
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
-        super().__init__(transform=transform, on_error=on_error, check_files=check_files)
+        super().__init__(
+            transform=transform, on_error=on_error, check_files=check_files, window=window
+        )
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         if target not in ("pneumonia", "subtype"):

@@ -8,7 +8,6 @@ File names are ``<patient>_<study>.png`` (``00000061_012.png``: patient ``000000
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Collection
@@ -19,14 +18,19 @@ import torch
 
 from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, OnError, Transform
+from cxr_curriculum.data.findings import NIH_FINDING_MAP
 from cxr_curriculum.data.io import is_image_file
+from cxr_curriculum.data.tables import find_table, read_table
+from cxr_curriculum.data.windowing import Window
 
-__all__ = ["NIH_CSV_NAME", "NIH_FINDINGS", "NIHChestXray14", "nih_patient_id"]
+__all__ = ["NIH_CSV_NAME", "NIH_CSV_NAMES", "NIH_FINDINGS", "NIHChestXray14", "nih_patient_id"]
 
 logger = logging.getLogger(__name__)
 
 #: File name of the official label table.
 NIH_CSV_NAME = "Data_Entry_2017.csv"
+#: Table names looked for in ``root`` (each also as ``.gz`` / ``.zip``), in this order.
+NIH_CSV_NAMES: tuple[str, ...] = (NIH_CSV_NAME, "Data_Entry_2017_v2020.csv")
 
 #: The 14 findings of ChestX-ray14, in the order of the paper's tables.
 NIH_FINDINGS: tuple[str, ...] = (
@@ -53,7 +57,8 @@ class NIHChestXray14(CXRDataset):
     *Folder form* (no CSV): every sub-folder of ``root`` that holds images is a class
     (sorted names; ``["No_findings", "Pneumonia"]`` for the shared subset).
 
-    *CSV form* (``csv_file`` given, or ``root/Data_Entry_2017.csv`` exists): rows name
+    *CSV form* (``csv_file`` given, or a table of :data:`NIH_CSV_NAMES` is in ``root``,
+    plain, ``.gz`` or ``.zip``, e.g. the 2020 release ``Data_Entry_2017_v2020.csv.gz``): rows name
     images found anywhere under ``root`` (the official ``images_0NN/images/`` folders or
     one flat folder); rows whose image is absent are dropped and counted in
     ``.missing``. ``Finding Labels`` holds ``|``-separated findings:
@@ -68,18 +73,24 @@ class NIHChestXray14(CXRDataset):
     Args:
         root: Dataset folder; defaults to ``data_root() / "nih-chestxray14-subset"``.
         transform: Callable applied to the image tensor.
-        csv_file: Path of ``Data_Entry_2017.csv`` (CSV form).
+        csv_file: Path of ``Data_Entry_2017.csv`` or ``Data_Entry_2017_v2020.csv``, plain,
+            gzip or zip (CSV form).
         positive: Finding for a binary task (CSV form), or None for multi-label.
         negative: Finding that defines the negatives of a binary task, or None for
             "everything else".
         views: Keep rows whose ``View Position`` is one of these (CSV form).
         on_error: Bad-file policy, ``"raise"`` or ``"skip"``.
         check_files: Decode every file at construction.
+        window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
 
     Attributes:
         finding_labels: Findings per item (CSV form: parsed; folder form: the folder).
         missing: CSV rows dropped because their image is not under ``root``.
+        finding_map: How the findings map onto
+            :data:`~cxr_curriculum.data.CANONICAL_FINDINGS`.
     """
+
+    finding_map = NIH_FINDING_MAP
 
     def __init__(
         self,
@@ -92,13 +103,16 @@ class NIHChestXray14(CXRDataset):
         views: Collection[str] | None = None,
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
-        super().__init__(transform=transform, on_error=on_error, check_files=check_files)
+        super().__init__(
+            transform=transform, on_error=on_error, check_files=check_files, window=window
+        )
         self.root = Path(root) if root is not None else data_root() / "nih-chestxray14-subset"
         if not self.root.is_dir():
             raise FileNotFoundError(f"NIH ChestX-ray14 folder {self.root} not found")
-        if csv_file is None and (self.root / NIH_CSV_NAME).is_file():
-            csv_file = self.root / NIH_CSV_NAME
+        if csv_file is None:
+            csv_file = find_table(self.root, NIH_CSV_NAMES)
         self.csv_file = Path(csv_file) if csv_file is not None else None
         self.targets: torch.Tensor | None = None
         self.missing = 0
@@ -137,11 +151,8 @@ class NIHChestXray14(CXRDataset):
             raise ValueError(f"views must be a collection of strings, not the string {views!r}")
         if negative is not None and positive is None:
             raise ValueError("negative needs positive (a binary task)")
-        with csv_file.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        need = {"Image Index", "Finding Labels"} | ({"View Position"} if views else set())
-        if rows and not need <= set(rows[0]):
-            raise ValueError(f"{csv_file} lacks columns {sorted(need - set(rows[0]))}")
+        need = ("Image Index", "Finding Labels", *(("View Position",) if views else ()))
+        rows = read_table(csv_file, need)
         index = {p.name: p for p in self.root.rglob("*") if is_image_file(p)}
         files: list[Path] = []
         findings: list[list[str]] = []

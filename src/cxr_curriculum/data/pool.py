@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from cxr_curriculum.data.base import OnError, Transform
 from cxr_curriculum.data.splits import dataset_files
 from cxr_curriculum.data.unlabeled import ImageFiles
+from cxr_curriculum.data.windowing import Window
 
 __all__ = ["ImagePool"]
 
@@ -54,6 +55,7 @@ class ImagePool(ImageFiles):
         unique: Keep a file once when several datasets list it.
         on_error: ``"raise"`` or ``"skip"`` (see ``base``).
         check_files: Decode every file at construction.
+        window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
 
     Attributes:
         sources: Index of the dataset each file came from.
@@ -76,6 +78,7 @@ class ImagePool(ImageFiles):
         unique: bool = True,
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
         if not datasets:
             raise ValueError("ImagePool needs at least one dataset")
@@ -97,6 +100,8 @@ class ImagePool(ImageFiles):
                 seen.add(full)
                 files.append(path)
                 sources.append(k)
-        super().__init__(files, transform, on_error=on_error, check_files=check_files)
+        super().__init__(
+            files, transform, on_error=on_error, check_files=check_files, window=window
+        )
         by_file = dict(zip(files, sources, strict=True))
         self.sources: list[int] = [by_file[p] for p in self.files]

@@ -15,6 +15,7 @@ from pathlib import Path
 from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, JointTransform, OnError, Transform
 from cxr_curriculum.data.io import is_image_file
+from cxr_curriculum.data.windowing import Window
 
 __all__ = ["ShenzhenMontgomery"]
 
@@ -40,6 +41,7 @@ class ShenzhenMontgomery(CXRDataset):
             (``""`` here; ``"_mask"`` in some redistributions).
         on_error: Bad-file policy, ``"raise"`` or ``"skip"``.
         check_files: Decode every pair at construction.
+        window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
 
     Raises:
         FileNotFoundError: A folder, or the mask of an image, is missing.
@@ -54,12 +56,14 @@ class ShenzhenMontgomery(CXRDataset):
         mask_suffix: str = "",
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
         super().__init__(
             transform=transform,
             joint_transform=joint_transform,
             on_error=on_error,
             check_files=check_files,
+            window=window,
         )
         self.root = Path(root) if root is not None else data_root() / "shenzhen-montgomery-tb"
         image_dir, mask_dir = self.root / "images", self.root / "masks"

@@ -1,10 +1,12 @@
-"""A recursive folder of images as an unlabelled pool for self-supervised pretraining."""
+"""A recursive folder of images as an unlabelled pool for self-supervised pretraining.
+
+Which files are images (PNG, JPEG, DICOM; DICOM also without a suffix) is decided by
+:func:`~cxr_curriculum.data.is_image_file`.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
-from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,18 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from cxr_curriculum.data.base import OnError, Transform, scan_files
-from cxr_curriculum.data.io import ImageReadError, is_image_file, read_image
+from cxr_curriculum.data.base import (
+    OnError,
+    Transform,
+    apply_bad_file_policy,
+    check_on_error,
+    dicom_meta_of,
+)
+from cxr_curriculum.data.dicom import DicomMeta
+from cxr_curriculum.data.io import is_image_file, read_image
+from cxr_curriculum.data.windowing import Window, check_window
 
 __all__ = ["DEFAULT_SKIP_DIRS", "ImageFiles", "UnlabeledImages"]
-
-logger = logging.getLogger(__name__)
 
 #: Folder names whose contents are never pool images (lung masks, annotations).
 DEFAULT_SKIP_DIRS: tuple[str, ...] = ("masks", "v7-lung-masks", "annotations")
@@ -34,6 +42,7 @@ class ImageFiles(Dataset[Any]):
         transform: Callable applied to each image ``(1, H, W)``.
         on_error: ``"raise"`` or ``"skip"``.
         check_files: Decode every file at construction.
+        window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
 
     Attributes:
         files: The usable image paths.
@@ -47,33 +56,23 @@ class ImageFiles(Dataset[Any]):
         *,
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_on_error(on_error)
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable or None, got {type(transform)!r}")
         self.transform = transform
-        self.skipped: list[tuple[Path, str]] = []
-        files = [Path(f) for f in files]
-        if on_error == "skip" or check_files:
-            bad = scan_files(files)
-            if bad and on_error == "raise":
-                _, path, reason = bad[0]
-                more = f"; {len(bad) - 1} more bad file(s)" if len(bad) > 1 else ""
-                raise ImageReadError(path, reason + more)
-            if bad:
-                drop = {i for i, _, _ in bad}
-                files = [f for i, f in enumerate(files) if i not in drop]
-                self.skipped = [(p, r) for _, p, r in bad]
-                kinds = Counter(r.split(" (")[0] for _, _, r in bad)
-                logger.warning(
-                    "%s: skipped %d of %d files (%s)",
-                    type(self).__name__,
-                    len(bad),
-                    len(bad) + len(files),
-                    ", ".join(f"{c} {k}" for k, c in kinds.most_common()),
-                )
-        self.files: list[Path] = files
+        self.window: Window = check_window(window)
+        paths = [Path(f) for f in files]
+        keep, self.skipped = apply_bad_file_policy(
+            type(self).__name__,
+            paths,
+            None,
+            on_error=on_error,
+            check_files=check_files,
+            window=self.window,
+        )
+        self.files: list[Path] = [paths[i] for i in keep]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -81,8 +80,19 @@ class ImageFiles(Dataset[Any]):
     def __getitem__(self, index: int) -> Tensor | Any:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        image = read_image(self.files[index])
+        return self.item_from(index, read_image(self.files[index], window=self.window))
+
+    def item_from(self, index: int, image: Tensor, mask: Tensor | None = None) -> Tensor | Any:
+        """The item ``index`` from an already decoded image: ``transform(image)`` or it.
+
+        ``index`` and ``mask`` are unused (these items carry neither label nor mask);
+        they keep the signature of :meth:`CXRDataset.item_from`.
+        """
         return self.transform(image) if self.transform is not None else image
+
+    def dicom_meta(self, index: int) -> DicomMeta | None:
+        """Header facts (view, pixel spacing, patient id) of a DICOM item; None otherwise."""
+        return dicom_meta_of(self.files[index])
 
     def __repr__(self) -> str:
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
@@ -94,10 +104,13 @@ def _resolved(paths: Iterable[str | os.PathLike[str]]) -> set[Path]:
 
 
 class UnlabeledImages(ImageFiles):
-    """Every PNG/JPEG under a folder (recursively), as image tensors ``(1, H, W)``.
+    """Every image under a folder (recursively), as image tensors ``(1, H, W)``.
 
-    8- and 16-bit, gray, RGB and RGBA files all become one-channel float in ``[0, 1]``.
-    Files are sorted by path, so the order is the same on every machine.
+    PNG and JPEG (8- and 16-bit, gray, RGB and RGBA) and DICOM files all become
+    one-channel float in ``[0, 1]``. A file is taken when its suffix is ``.png``,
+    ``.jpg``, ``.jpeg``, ``.dcm`` or ``.dicom`` (any case), or when it has no suffix (or
+    a numeric one, as UID-named DICOM files do) and starts with a DICOM or ACR-NEMA
+    header. Files are sorted by path, so the order is the same on every machine.
 
     Args:
         root: Folder to search recursively.
@@ -107,6 +120,7 @@ class UnlabeledImages(ImageFiles):
             annotation folders, so ``UnlabeledImages(data_root())`` holds radiographs only.
         on_error: ``"raise"`` or ``"skip"`` (see ``base``).
         check_files: Decode every file at construction.
+        window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
@@ -121,6 +135,7 @@ class UnlabeledImages(ImageFiles):
         skip_dirs: Collection[str] = DEFAULT_SKIP_DIRS,
         on_error: OnError = "raise",
         check_files: bool = False,
+        window: Window = "auto",
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -135,7 +150,9 @@ class UnlabeledImages(ImageFiles):
             here = base / Path(dirpath).relative_to(self.root)
             dirnames[:] = sorted(d for d in dirnames if d not in skip and here / d not in excluded)
             for name in sorted(filenames):
-                if is_image_file(name) and here / name not in excluded:
+                if here / name not in excluded and is_image_file(Path(dirpath) / name):
                     files.append(Path(dirpath) / name)
         files.sort()
-        super().__init__(files, transform, on_error=on_error, check_files=check_files)
+        super().__init__(
+            files, transform, on_error=on_error, check_files=check_files, window=window
+        )

@@ -16,7 +16,7 @@ __all__ = ["UNLABELLED", "extract_features", "resize_collate", "split_item"]
 UNLABELLED = -1
 
 
-def split_item(item: Any) -> tuple[Tensor, int]:
+def split_item(item: Any) -> tuple[Tensor, int | Tensor]:
     """Return ``(image, label)`` from one dataset item.
 
     Datasets of this package return ``NamedTuple``s whose first field is the image
@@ -27,10 +27,12 @@ def split_item(item: Any) -> tuple[Tensor, int]:
         item: One item of a dataset.
 
     Returns:
-        The ``(1, H, W)`` float image and its integer label (``UNLABELLED`` if none).
+        The ``(1, H, W)`` float image and its label: an ``int`` class index
+        (``UNLABELLED`` if none), or for a multi-label item its ``(C,)`` float32
+        target vector (1 present, 0 absent, NaN unknown).
 
     Raises:
-        ValueError: If the item holds no image tensor.
+        ValueError: If the item holds no image tensor or a label of another shape.
     """
     if isinstance(item, Tensor):
         return item, UNLABELLED
@@ -40,14 +42,29 @@ def split_item(item: Any) -> tuple[Tensor, int]:
         else:
             label = item[1] if len(item) > 1 else UNLABELLED
         if isinstance(label, Tensor):
-            if label.numel() != 1:
-                raise ValueError(f"a label must be a scalar; got shape {tuple(label.shape)}")
-            label = int(label.item())
+            if label.numel() == 1:
+                return item[0], int(label.item())
+            if label.ndim != 1:
+                raise ValueError(
+                    "a label must be a scalar or a (C,) multi-label target vector; "
+                    f"got shape {tuple(label.shape)}"
+                )
+            return item[0], label.float()
         return item[0], int(label)
     raise ValueError(
         "a dataset item must be an image tensor (1, H, W) or a tuple whose first field is "
         f"the image; got {type(item).__name__}"
     )
+
+
+def _stack_labels(labels: Sequence[int | Tensor]) -> Tensor:
+    """``(B,)`` int64 class indices, or ``(B, C)`` float32 multi-label targets."""
+    kinds = {isinstance(lab, Tensor) for lab in labels}
+    if kinds == {True}:
+        return torch.stack([lab for lab in labels if isinstance(lab, Tensor)])
+    if kinds == {False}:
+        return torch.tensor(labels, dtype=torch.long)
+    raise ValueError("a batch mixes class-index labels and multi-label target vectors")
 
 
 def _resize(image: Tensor, image_size: int) -> Tensor:
@@ -76,7 +93,8 @@ def resize_collate(image_size: int) -> Any:
         image_size: Side of the square output in pixels (> 0).
 
     Returns:
-        A function ``items -> (images (B, 1, S, S) float32, labels (B,) int64)``.
+        A function ``items -> (images (B, 1, S, S) float32, labels)``; labels are
+        ``(B,)`` int64, or ``(B, C)`` float32 targets for multi-label items.
     """
     if image_size <= 0:
         raise ValueError(f"image_size must be a positive int; got {image_size}")
@@ -84,8 +102,7 @@ def resize_collate(image_size: int) -> Any:
     def collate(items: Sequence[Any]) -> tuple[Tensor, Tensor]:
         pairs = [split_item(it) for it in items]
         images = torch.stack([_resize(img, image_size) for img, _ in pairs])
-        labels = torch.tensor([lab for _, lab in pairs], dtype=torch.long)
-        return images, labels
+        return images, _stack_labels([lab for _, lab in pairs])
 
     return collate
 
@@ -119,7 +136,8 @@ def extract_features(
 
     Returns:
         ``(features, labels)``: float32 ``(N, D)`` and int64 ``(N,)`` on the CPU, in
-        dataset order; labels are ``UNLABELLED`` (-1) for unlabelled items.
+        dataset order; labels are ``UNLABELLED`` (-1) for unlabelled items, and
+        ``(N, C)`` float32 targets (NaN unknown) for a multi-label dataset.
 
     Raises:
         ValueError: On an empty dataset, a non-positive size, or a backbone output

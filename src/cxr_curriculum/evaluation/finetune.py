@@ -2,7 +2,9 @@
 
 The downstream protocol of the curricular SSL paper (de Andrés Tamé et al.,
 arXiv:2301.10687, Sec. 4): backbone and head are trained end to end with
-cross-entropy on the labelled subset, then every test image is scored.
+cross-entropy on the labelled subset, then every test image is scored. A multi-label
+dataset (2-D ``.targets``, NaN unknown) gets one logit per finding and a binary
+cross-entropy over the known labels only (:func:`masked_bce`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from cxr_curriculum.evaluation.features import resize_collate
 from cxr_curriculum.evaluation.fractions import (
+    class_names_of,
     labels_of,
     num_classes_of,
     patient_ids_of,
+    targets_of,
     train_subset,
 )
 from cxr_curriculum.evaluation.results import EvalResult
 
-__all__ = ["Classifier", "fine_tune", "predict_proba"]
+__all__ = ["Classifier", "fine_tune", "masked_bce", "predict_proba"]
 
 
 class Classifier(nn.Module):
@@ -64,8 +68,13 @@ def predict_proba(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
+    multilabel: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Softmax class probabilities ``(N, C)`` and labels ``(N,)`` for every item, in order."""
+    """Class probabilities ``(N, C)`` and labels for every item, in order.
+
+    Softmax probabilities and ``(N,)`` labels; with ``multilabel=True`` per-finding
+    sigmoid probabilities and ``(N, C)`` targets.
+    """
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -78,7 +87,8 @@ def predict_proba(
     probs, labels = [], []
     try:
         for x, y in loader:
-            probs.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu())
+            logits = model(x.to(device)).float()
+            probs.append((torch.sigmoid(logits) if multilabel else logits.softmax(1)).cpu())
             labels.append(y)
     finally:
         model.train(was_training)
@@ -143,7 +153,10 @@ def fine_tune(
 
     Returns:
         An :class:`EvalResult` with the per-epoch mean training loss and the trained
-        :class:`Classifier` as ``model``.
+        :class:`Classifier` as ``model``. For a multi-label dataset (2-D ``.targets``,
+        e.g. NIH ChestX-ray14 in CSV form) the head has one logit per finding, the
+        loss is :func:`masked_bce` (unknown labels do not count) and the scores are
+        per-finding sigmoid probabilities.
 
     Raises:
         ValueError: On bad hyper-parameters or an unlabelled training set.
@@ -155,12 +168,20 @@ def fine_tune(
     if not lr > 0 or weight_decay < 0:
         raise ValueError(f"need lr > 0 and weight_decay >= 0; got {lr}, {weight_decay}")
     subset = train_subset(train_ds, fraction, seed)
-    train_labels = labels_of(subset)
-    if train_labels is None or int(train_labels.min()) < 0:
-        raise ValueError("fine_tune needs a labelled training set with .labels")
-    test_labels = labels_of(test_ds)
-    all_labels = train_labels if test_labels is None else torch.cat([train_labels, test_labels])
-    n_classes = num_classes_of(train_ds, test_ds, labels=all_labels)
+    targets = targets_of(subset)
+    multilabel = targets is not None
+    if targets is not None:
+        if bool(torch.isnan(targets).all()):
+            raise ValueError("fine_tune: every training target is unknown (NaN)")
+        n_classes = targets.shape[1]
+    else:
+        train_labels = labels_of(subset)
+        if train_labels is None or int(train_labels.min()) < 0:
+            raise ValueError("fine_tune needs a labelled training set with .labels")
+        test_labels = labels_of(test_ds)
+        all_labels = train_labels if test_labels is None else torch.cat([train_labels, test_labels])
+        n_classes = num_classes_of(train_ds, test_ds, labels=all_labels)
+    n_train = len(subset)  # type: ignore[arg-type]
     if device is None:
         param = next(backbone.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -178,7 +199,7 @@ def fine_tune(
             collate_fn=resize_collate(image_size),
             generator=torch.Generator().manual_seed(seed),
             # A last batch of one image would break batch norm in train mode.
-            drop_last=len(train_labels) % batch_size == 1,
+            drop_last=n_train % batch_size == 1,
         )
         per_epoch = len(loader)
         total = steps if steps is not None else epochs * per_epoch
@@ -195,7 +216,15 @@ def fine_tune(
                 x, y = x.to(device), y.to(device)
                 if augment is not None:
                     x = augment(x)
-                loss = F.cross_entropy(model(x), y)
+                if y.ndim != (2 if multilabel else 1):
+                    raise ValueError(
+                        f"fine_tune: the training items carry labels of shape "
+                        f"{tuple(y.shape[1:])} but the dataset "
+                        f"{'has' if multilabel else 'has no'} 2-D .targets; a multi-label "
+                        "dataset (or wrapper) must expose .targets (N, C)"
+                    )
+                logits = model(x)
+                loss = masked_bce(logits, y) if multilabel else F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -206,7 +235,9 @@ def fine_tune(
                 if step >= total:
                     break
             losses.append(epoch_loss / max(n_batches, 1))
-    scores, labels = predict_proba(model, test_ds, image_size, batch_size, device, num_workers)
+    scores, labels = predict_proba(
+        model, test_ds, image_size, batch_size, device, num_workers, multilabel
+    )
     return EvalResult(
         "fine_tune",
         scores,
@@ -214,7 +245,31 @@ def fine_tune(
         patient_ids_of(test_ds),
         float(fraction),
         seed,
-        len(train_labels),
+        n_train,
         tuple(losses),
         model,
+        class_names_of(test_ds, scores.shape[1]),
     )
+
+
+def masked_bce(logits: Tensor, targets: Tensor) -> Tensor:
+    """Binary cross-entropy over the known labels only.
+
+    Args:
+        logits: ``(B, C)`` per-finding logits.
+        targets: ``(B, C)`` targets: 1 present, 0 absent, NaN unknown.
+
+    Returns:
+        The mean BCE over the known entries (0 with a zero gradient if none is
+        known): unknown labels contribute neither loss nor gradient, unlike
+        counting them as negatives.
+    """
+    if logits.shape != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must match"
+        )
+    known = ~torch.isnan(targets)
+    losses = F.binary_cross_entropy_with_logits(
+        logits, torch.nan_to_num(targets, nan=0.0), reduction="none"
+    )
+    return (losses * known).sum() / known.sum().clamp_min(1)

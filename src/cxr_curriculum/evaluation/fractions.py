@@ -6,11 +6,19 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from cxr_curriculum.data import dataset_labels, dataset_patient_ids, label_fraction_subset
 
-__all__ = ["LABEL_FRACTIONS", "labels_of", "num_classes_of", "patient_ids_of", "train_subset"]
+__all__ = [
+    "LABEL_FRACTIONS",
+    "class_names_of",
+    "labels_of",
+    "num_classes_of",
+    "patient_ids_of",
+    "targets_of",
+    "train_subset",
+]
 
 #: The label fractions of the paper's downstream table (arXiv:2301.10687): 1 %, 10 %, 100 %.
 LABEL_FRACTIONS: tuple[float, ...] = (0.01, 0.1, 1.0)
@@ -21,11 +29,13 @@ def train_subset(dataset: Dataset[Any], fraction: float, seed: int = 0) -> Datas
 
     Patient-level and label-stratified, via
     :func:`cxr_curriculum.data.label_fraction_subset`: for one seed the 1 % subset is
-    inside the 10 % subset, and the same seed always gives the same images.
+    inside the 10 % subset, and the same seed always gives the same images. A
+    multi-label dataset is stratified by its ``.labels`` where it has them (NIH
+    ChestX-ray14: "any finding"), else split by patient without stratification.
 
     Args:
-        dataset: A labelled dataset with ``.labels`` and ``.patient_ids`` (or a
-            ``Subset`` of one). With ``fraction == 1`` any dataset works.
+        dataset: A dataset with ``.patient_ids`` (and ``.labels`` to stratify), or a
+            ``Subset`` of one. With ``fraction == 1`` any dataset works.
         fraction: Share of the labelled images in ``(0, 1]``.
         seed: Seed that orders the patients.
 
@@ -39,7 +49,8 @@ def train_subset(dataset: Dataset[Any], fraction: float, seed: int = 0) -> Datas
         raise ValueError(f"fraction must be in (0, 1] (e.g. 0.01, 0.1, 1.0); got {fraction}")
     if float(fraction) == 1.0:
         return dataset
-    return label_fraction_subset(dataset, float(fraction), seed=seed)
+    stratify = dataset_labels(dataset) is not None
+    return label_fraction_subset(dataset, float(fraction), seed=seed, stratify=stratify)
 
 
 def labels_of(dataset: Dataset[Any]) -> Tensor | None:
@@ -54,6 +65,49 @@ def patient_ids_of(dataset: Dataset[Any]) -> tuple[str, ...] | None:
         return tuple(dataset_patient_ids(dataset))
     except ValueError:
         return None
+
+
+def _root(dataset: Any) -> tuple[Any, list[int] | None]:
+    """The innermost dataset of a (nested) ``Subset`` and the indices into it (None: all)."""
+    indices: list[int] | None = None
+    while isinstance(dataset, Subset):
+        step = [int(i) for i in dataset.indices]
+        indices = step if indices is None else [step[i] for i in indices]
+        dataset = dataset.dataset
+    return dataset, indices
+
+
+def targets_of(dataset: Dataset[Any]) -> Tensor | None:
+    """``(N, C)`` float32 multi-label targets from ``.targets`` (NaN = unknown), or None.
+
+    A dataset is multi-label when it (or the dataset a ``Subset`` wraps) has a 2-D
+    ``.targets`` (NIH ChestX-ray14 in CSV form, CheXpert); a 1-D ``.targets`` (class
+    indices, as torchvision datasets have) is not. No image is read.
+    """
+    root, indices = _root(dataset)
+    targets = getattr(root, "targets", None)
+    if targets is None:
+        return None
+    try:
+        t = torch.as_tensor(targets)
+    except (TypeError, ValueError):  # e.g. a list of strings
+        return None
+    if t.ndim != 2:
+        return None
+    t = t.float()
+    return t if indices is None else t[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def class_names_of(dataset: Dataset[Any], n_columns: int) -> tuple[str, ...] | None:
+    """``.classes`` (finding names for a multi-label dataset) of a dataset or Subset.
+
+    None unless there are exactly ``n_columns`` of them (one per score column).
+    """
+    root, _ = _root(dataset)
+    classes = getattr(root, "classes", None)
+    if classes is None or len(classes) != n_columns:
+        return None
+    return tuple(str(c) for c in classes)
 
 
 def num_classes_of(*datasets: Dataset[Any], labels: Tensor | None = None) -> int:

@@ -8,6 +8,7 @@ class with weight ``exp(s / T)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -15,11 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from cxr_curriculum.evaluation.fractions import num_classes_of, patient_ids_of
+from cxr_curriculum.evaluation.fractions import class_names_of, num_classes_of, patient_ids_of
 from cxr_curriculum.evaluation.frozen import FrozenFeatures, frozen_inputs
 from cxr_curriculum.evaluation.results import EvalResult
 
-__all__ = ["knn_accuracy", "knn_evaluate", "knn_predict"]
+__all__ = ["knn_accuracy", "knn_evaluate", "knn_predict", "knn_predict_multilabel"]
 
 
 def _check(
@@ -91,21 +92,81 @@ def knn_predict(
         raise ValueError(
             f"num_classes={num_classes} but train_labels holds class {int(train_labels.max())}"
         )
-    k = min(k, train_feats.shape[0])
-    train = F.normalize(train_feats.float(), dim=1)
-    test = F.normalize(test_feats.float().to(train.device), dim=1)
-    labels = train_labels.long().to(train.device)
+    labels = train_labels.long().to(train_feats.device)
     out = []
-    for start in range(0, test.shape[0], chunk_size):
-        sim = test[start : start + chunk_size] @ train.T  # (m, N)
-        top_sim, top_idx = sim.topk(k, dim=1)  # (m, k)
-        # Subtracting the row max leaves the normalised vote unchanged and avoids overflow.
-        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
-        votes = torch.zeros(sim.shape[0], n_classes, device=train.device)
+    for top_idx, weights in _neighbours(train_feats, test_feats, k, temperature, chunk_size):
+        votes = torch.zeros(top_idx.shape[0], n_classes, device=weights.device)
         votes.scatter_add_(1, labels[top_idx], weights)
         out.append(votes / votes.sum(dim=1, keepdim=True))
     if not out:
         return torch.zeros(0, n_classes)
+    return torch.cat(out).cpu()
+
+
+def _neighbours(
+    train_feats: Tensor, test_feats: Tensor, k: int, temperature: float, chunk_size: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Per chunk of test rows: ``(m, k)`` indices of the most cosine-similar training
+    rows and their vote weights ``exp((s - s_max) / T)``."""
+    k = min(k, train_feats.shape[0])
+    train = F.normalize(train_feats.float(), dim=1)
+    test = F.normalize(test_feats.float().to(train.device), dim=1)
+    for start in range(0, test.shape[0], chunk_size):
+        sim = test[start : start + chunk_size] @ train.T  # (m, N)
+        top_sim, top_idx = sim.topk(k, dim=1)  # (m, k)
+        # Subtracting the row max leaves the normalised vote unchanged and avoids overflow.
+        yield top_idx, ((top_sim - top_sim[:, :1]) / temperature).exp()
+
+
+@torch.no_grad()
+def knn_predict_multilabel(
+    train_feats: Tensor,
+    train_targets: Tensor,
+    test_feats: Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk_size: int = 1024,
+) -> Tensor:
+    """Per-finding scores of a temperature-weighted cosine kNN for multi-label targets.
+
+    The ``k`` nearest training images vote as in :func:`knn_predict`; for finding
+    ``c`` the score is the weighted share of positives among the neighbours whose
+    label for ``c`` is known (unknown labels do not vote). Where no neighbour knows
+    the label, the score is the finding's prevalence among the known training labels.
+
+    Args:
+        train_feats: ``(N, D)`` training features.
+        train_targets: ``(N, C)`` targets: 1 present, 0 absent, NaN unknown.
+        test_feats: ``(M, D)`` features to score.
+        k: Number of neighbours (>= 1).
+        temperature: Softness of the vote (> 0).
+        chunk_size: Test rows per similarity block.
+
+    Returns:
+        ``(M, C)`` float32 scores in ``[0, 1]``.
+    """
+    if train_targets.ndim != 2 or train_targets.shape[0] != train_feats.shape[0]:
+        raise ValueError(
+            f"train_targets must be (N, C) with N={train_feats.shape[0]}; "
+            f"got {tuple(train_targets.shape)}"
+        )
+    _check(
+        train_feats, torch.zeros(train_feats.shape[0], dtype=torch.long), test_feats, k, temperature
+    )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    t = train_targets.float().to(train_feats.device)
+    known = (~torch.isnan(t)).float()
+    positive = torch.nan_to_num(t, nan=0.0) * known
+    prevalence = positive.sum(0) / known.sum(0).clamp_min(1.0)
+    out = []
+    for top_idx, weights in _neighbours(train_feats, test_feats, k, temperature, chunk_size):
+        w = weights[:, :, None]  # (m, k, 1)
+        num = (w * positive[top_idx]).sum(1)
+        den = (w * known[top_idx]).sum(1)
+        out.append(torch.where(den > 0, num / den.clamp_min(1e-30), prevalence))
+    if not out:
+        return torch.zeros(0, t.shape[1])
     return torch.cat(out).cpu()
 
 
@@ -180,14 +241,20 @@ def knn_evaluate(
             taken from them instead of running the backbone again.
 
     Returns:
-        An :class:`EvalResult` whose scores are the vote shares.
+        An :class:`EvalResult` whose scores are the vote shares; for a multi-label
+        dataset (2-D ``.targets``), the per-finding scores of
+        :func:`knn_predict_multilabel` and ``(M, C)`` targets as labels.
     """
     train_x, train_y, test_x, test_y = frozen_inputs(
         backbone, train_ds, test_ds, fraction, seed, features,
         image_size, batch_size, device, num_workers,
     )  # fmt: skip
-    n_classes = num_classes_of(train_ds, test_ds, labels=torch.cat([train_y, test_y]))
-    scores = knn_predict(train_x, train_y, test_x, k, temperature, n_classes)
+    if train_y.ndim == 2:  # multi-label targets
+        scores = knn_predict_multilabel(train_x, train_y, test_x, k, temperature)
+    else:
+        n_classes = num_classes_of(train_ds, test_ds, labels=torch.cat([train_y, test_y]))
+        scores = knn_predict(train_x, train_y, test_x, k, temperature, n_classes)
     return EvalResult(
-        "knn", scores, test_y, patient_ids_of(test_ds), float(fraction), seed, len(train_y)
-    )
+        "knn", scores, test_y, patient_ids_of(test_ds), float(fraction), seed, len(train_y),
+        classes=class_names_of(test_ds, scores.shape[1]),
+    )  # fmt: skip

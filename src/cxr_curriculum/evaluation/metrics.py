@@ -12,6 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cxr_curriculum.evaluation.thresholds import apply_threshold
+from cxr_curriculum.stats.delong import midranks
+
 __all__ = [
     "accuracy",
     "auroc",
@@ -45,13 +48,6 @@ def _pair(pred: Any, labels: Any) -> tuple[Tensor, Tensor]:
     if y.numel() == 0:
         raise ValueError("metrics need at least one item")
     return p, y
-
-
-def midranks(x: Tensor) -> Tensor:
-    """1-based ranks of a 1-D tensor, ties sharing their average rank (float64)."""
-    _, inverse, counts = torch.unique(x, sorted=True, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    return (ends - (counts.double() - 1.0) / 2.0)[inverse]
 
 
 def binary_auroc(scores: Any, labels: Any) -> float:
@@ -177,54 +173,68 @@ def f1_score(pred: Any, labels: Any, positive: int | None = 1) -> float:
     return float(torch.tensor([_f1(p, y, int(c)) for c in classes]).mean())
 
 
-def _metric_table(n_classes: int) -> dict[str, Any]:
+def _metric_table(n_classes: int, threshold: float | None = None) -> dict[str, Any]:
     """Score-based metric functions ``(scores (N, C), labels (N,)) -> float`` by name."""
     binary = n_classes == 2
+    if threshold is not None and not binary:
+        raise ValueError(f"threshold= is for two classes; these scores have {n_classes}")
+
+    def predict(s: Tensor) -> Tensor:
+        return s.argmax(1) if threshold is None else apply_threshold(s, threshold)
+
     table: dict[str, Any] = {
         "auroc": lambda s, y: auroc(s, y),
-        "accuracy": lambda s, y: accuracy(s.argmax(1), y),
-        "balanced_accuracy": lambda s, y: balanced_accuracy(s.argmax(1), y),
-        "f1": lambda s, y: f1_score(s.argmax(1), y, 1 if binary else None),
+        "accuracy": lambda s, y: accuracy(predict(s), y),
+        "balanced_accuracy": lambda s, y: balanced_accuracy(predict(s), y),
+        "f1": lambda s, y: f1_score(predict(s), y, 1 if binary else None),
     }
     if binary:
-        table["sensitivity"] = lambda s, y: sensitivity(s.argmax(1), y)
-        table["specificity"] = lambda s, y: specificity(s.argmax(1), y)
+        table["sensitivity"] = lambda s, y: sensitivity(predict(s), y)
+        table["specificity"] = lambda s, y: specificity(predict(s), y)
     return table
 
 
-def metric_functions(n_classes: int) -> dict[str, Any]:
+def metric_functions(n_classes: int, threshold: float | None = None) -> dict[str, Any]:
     """The metrics of :func:`classification_metrics` as functions of ``(scores, labels)``.
 
-    Useful with :func:`~cxr_curriculum.evaluation.bootstrap_ci`, which resamples
+    Useful with :func:`~cxr_curriculum.stats.bootstrap_ci`, which resamples
     ``scores (N, C)`` and ``labels (N,)`` together.
 
     Args:
         n_classes: Number of score columns ``C`` (>= 2).
+        threshold: For two classes, call class 1 when its score is ``>= threshold``
+            (see :func:`~cxr_curriculum.evaluation.choose_threshold`); default arg-max.
 
     Returns:
-        ``{name: fn}``; the prediction is the arg-max of the scores.
+        ``{name: fn}``.
     """
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2; got {n_classes}")
-    return _metric_table(n_classes)
+    return _metric_table(n_classes, threshold)
 
 
-def classification_metrics(scores: Any, labels: Any) -> dict[str, float]:
+def classification_metrics(
+    scores: Any, labels: Any, threshold: float | None = None
+) -> dict[str, float]:
     """All metrics of this module from per-class scores.
 
     Args:
-        scores: ``(N, C)`` per-class scores (probabilities); the prediction is the
-            arg-max (a 0.5 threshold for two classes).
+        scores: ``(N, C)`` per-class scores (probabilities).
         labels: ``(N,)`` class indices.
+        threshold: For two classes, the prediction is class 1 where its score is
+            ``>= threshold`` (choose it on a validation split with
+            :func:`~cxr_curriculum.evaluation.choose_threshold`). ``None``: the
+            arg-max (a 0.5 threshold for two probabilities).
 
     Returns:
         ``auroc``, ``accuracy``, ``balanced_accuracy`` and, for two classes,
         ``f1``, ``sensitivity`` and ``specificity`` of class 1; for more classes
         ``f1`` is the macro F1. A metric undefined on these labels (e.g. AUROC
-        with one class present) is left out.
+        with one class present) is left out. AUROC does not depend on the threshold.
 
     Raises:
-        ValueError: If the shapes do not match.
+        ValueError: If the shapes do not match, or ``threshold`` is given for more
+            than two classes.
     """
     s = torch.as_tensor(scores).detach().cpu()
     if s.ndim != 2 or s.shape[1] < 2:
@@ -233,7 +243,7 @@ def classification_metrics(scores: Any, labels: Any) -> dict[str, float]:
     if y.shape[0] != s.shape[0]:
         raise ValueError(f"scores {tuple(s.shape)} and labels {tuple(y.shape)} differ in N")
     out: dict[str, float] = {}
-    for name, fn in _metric_table(s.shape[1]).items():
+    for name, fn in _metric_table(s.shape[1], threshold).items():
         try:
             out[name] = float(fn(s, y))
         except ValueError:

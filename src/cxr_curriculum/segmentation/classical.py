@@ -21,7 +21,7 @@ from skimage import exposure, filters, morphology
 from skimage.measure import label, regionprops
 from torch import Tensor
 
-from cxr_curriculum.segmentation.postprocess import check_batch
+from cxr_curriculum.segmentation.inputs import check_batch
 from cxr_curriculum.segmentation.targets import LEFT_LUNG, RIGHT_LUNG, split_lungs
 
 __all__ = ["classical_lung_masks"]

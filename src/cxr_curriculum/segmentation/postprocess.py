@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from torch import Tensor
 
-__all__ = ["MaskQuality", "assess_quality", "check_batch", "clean_masks"]
+__all__ = ["MaskQuality", "assess_quality", "clean_masks"]
 
 #: Plausible range of the area of both lungs as a fraction of the image. On the 421
 #: ground-truth masks (V7 Covid-19, Shenzhen, Montgomery) it spans 0.09-0.62, 1st-99th
@@ -32,20 +32,6 @@ MAX_AREA_RATIO = 4.0
 #: lungs: 1st percentile 0.82 (every third of the 421 masks); ragged masks predicted
 #: on pediatric pneumonia images (Kermany) go down to 0.55.
 MIN_SOLIDITY = 0.8
-
-
-def check_batch(images: Tensor) -> None:
-    """Raise a ValueError unless ``images`` is a float ``(B, 1, H, W)`` tensor."""
-    if not isinstance(images, Tensor):
-        raise ValueError(f"images must be a torch.Tensor (B, 1, H, W), got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"images must have shape (B, 1, H, W), got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise ValueError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
-    if images.shape[0] == 0 or images.shape[-1] < 8 or images.shape[-2] < 8:
-        raise ValueError(
-            f"images must be a non-empty batch of at least 8x8, got {tuple(images.shape)}"
-        )
 
 
 def _largest_filled(mask: np.ndarray) -> np.ndarray:

@@ -7,29 +7,18 @@ patient's right lung, on the image's left; channel 1 the left lung. See
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
+from cxr_curriculum.segmentation.inputs import ImageInput, as_batch
 from cxr_curriculum.segmentation.model import LungNet
-from cxr_curriculum.segmentation.postprocess import (
-    MaskQuality,
-    assess_quality,
-    check_batch,
-    clean_masks,
-)
+from cxr_curriculum.segmentation.postprocess import MaskQuality, assess_quality, clean_masks
 from cxr_curriculum.segmentation.weights import LungSegmenterWeights, load_state_dict
 
 __all__ = ["ImageInput", "LungPrediction", "LungSegmenter"]
-
-#: What :meth:`LungSegmenter.predict` accepts.
-ImageInput = Tensor | np.ndarray | Image.Image | str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -48,43 +37,6 @@ class LungPrediction:
     def ok(self) -> Tensor:
         """``bool`` tensor ``(B,)``: True where the mask passed every quality check."""
         return torch.tensor([q.ok for q in self.quality], dtype=torch.bool)
-
-
-def _array_to_tensor(arr: np.ndarray) -> Tensor:
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    if arr.ndim != 2:
-        raise ValueError(f"a numpy image must be (H, W) or (H, W, 3|4), got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        out = arr.astype(np.float32) / 255.0
-    elif arr.dtype == np.uint16:
-        out = arr.astype(np.float32) / 65535.0
-    elif np.issubdtype(arr.dtype, np.floating):
-        if arr.size and (np.nanmin(arr) < 0.0 or np.nanmax(arr) > 1.0):
-            raise ValueError("a float numpy image must have values in [0, 1]")
-        out = arr.astype(np.float32)
-    else:
-        raise ValueError(f"numpy images must be uint8, uint16 or float in [0, 1], got {arr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(out))[None, None]
-
-
-def as_batch(images: ImageInput) -> Tensor:
-    """Turn any accepted input into a float ``(B, 1, H, W)`` batch in ``[0, 1]``."""
-    if isinstance(images, str | os.PathLike):
-        from cxr_curriculum.data.io import read_image
-
-        return read_image(Path(images))[None]
-    if isinstance(images, Image.Image):
-        if images.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-            arr = np.asarray(images, dtype=np.float64)
-            return _array_to_tensor(np.clip(arr / (65535.0 if arr.max() > 255 else 255.0), 0, 1))
-        return _array_to_tensor(np.asarray(images.convert("L")))
-    if isinstance(images, np.ndarray):
-        return _array_to_tensor(images)
-    if isinstance(images, Tensor) and images.ndim == 3 and images.shape[0] == 1:
-        images = images[None]
-    check_batch(images)
-    return images
 
 
 class LungSegmenter:
@@ -163,8 +115,7 @@ class LungSegmenter:
         the logits are resized back (bilinear) before the softmax.
 
         Args:
-            images: ``(B, 1, H, W)`` float in ``[0, 1]``, or one image as a path, PIL
-                image, numpy array or ``(1, H, W)`` tensor.
+            images: As for :meth:`predict` (validated the same way).
 
         Returns:
             ``float32`` ``(B, 3, H, W)`` on ``images``' device: background, right lung,
@@ -177,12 +128,20 @@ class LungSegmenter:
         """Lung masks at the input's resolution.
 
         Args:
-            images: ``(B, 1, H, W)`` float in ``[0, 1]`` of any size, or one image as a
-                path, PIL image, numpy array or ``(1, H, W)`` tensor.
+            images: ``(B, 1, H, W)`` float in ``[0, 1]`` of any size (at least 8x8), or
+                one image as a path (``str`` or ``os.PathLike``, read with
+                :func:`~cxr_curriculum.data.read_image`), PIL image, numpy array or
+                ``(1, H, W)`` tensor. ``uint8``/``uint16`` tensors and arrays are scaled
+                by 255/65535 (see :mod:`~cxr_curriculum.segmentation.inputs`).
 
         Returns:
             ``bool`` tensor ``(B, 2, H, W)``: channel 0 the patient's right lung (image
             left), channel 1 the left lung; ``B = 1`` for a single image.
+
+        Raises:
+            ValueError: NaN or infinite pixels, float values outside ``[0, 1]`` (e.g.
+                8-bit data as floats), a side below 8 pixels, an empty batch, a wrong
+                shape or dtype; the message says which and what was found.
         """
         margin = self._logits(images, margins=True)
         right, left = margin[:, 0], margin[:, 1]

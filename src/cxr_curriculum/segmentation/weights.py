@@ -20,13 +20,19 @@ from typing import Any
 from safetensors.torch import load as load_safetensors
 from torch import Tensor
 
+from cxr_curriculum._artefacts import ArtefactIntegrityError
 from cxr_curriculum.segmentation.model import ModelSpec
 
 __all__ = ["LungSegmenterWeights", "LungWeights", "WeightsChecksumError", "load_state_dict"]
 
 
-class WeightsChecksumError(RuntimeError):
-    """A weights file whose sha256 differs from the one declared for it."""
+class WeightsChecksumError(ArtefactIntegrityError, RuntimeError):
+    """A bundled weights file whose sha256 differs from the one declared for it.
+
+    A kind of :class:`~cxr_curriculum._artefacts.ArtefactIntegrityError`, the error every
+    artefact of the package raises on a checksum mismatch (catch that one); it is also a
+    ``RuntimeError``, as it always was.
+    """
 
 
 @dataclass(frozen=True)

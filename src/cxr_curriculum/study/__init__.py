@@ -1,0 +1,55 @@
+"""Studies: multi-seed, budget-matched comparisons of pretraining arms, resumable per cell.
+
+Public names::
+
+    Study, StudyResults                       # run a study, read its statistics
+    Arm, ArmStage, check_budgets              # what is compared, at equal cost
+    Task, KermanyTask, NIHFindingsTask        # downstream tasks (binary, multi-label)
+    Protocols                                 # downstream protocol settings
+    CellKey, CellStore                        # the cell files on disk
+    compare_arms, two_level_interval          # statistics across seeds and patients
+    AcrossSeedInterval, ArmComparison, SeedDifference
+    rank_correlation, spearman, RankCorrelation   # AUROC vs lung attention
+
+See ``docs/study.md``.
+"""
+
+from cxr_curriculum.study.arms import Arm, ArmStage, check_budgets
+from cxr_curriculum.study.cells import CellKey, CellStore
+from cxr_curriculum.study.correlation import RankCorrelation, rank_correlation, spearman
+from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
+from cxr_curriculum.study.results import StudyResults
+from cxr_curriculum.study.runner import PROTOCOLS, Protocols
+from cxr_curriculum.study.statistics import (
+    AcrossSeedInterval,
+    ArmComparison,
+    SeedDifference,
+    compare_arms,
+    two_level_interval,
+)
+from cxr_curriculum.study.study import Study
+from cxr_curriculum.study.tasks import KermanyTask, Task
+
+__all__ = [
+    "PROTOCOLS",
+    "AcrossSeedInterval",
+    "Arm",
+    "ArmComparison",
+    "ArmStage",
+    "CellKey",
+    "CellStore",
+    "KermanyTask",
+    "NIHFindingsTask",
+    "Protocols",
+    "RankCorrelation",
+    "SeedDifference",
+    "Study",
+    "StudyResults",
+    "Task",
+    "check_budgets",
+    "compare_arms",
+    "rank_correlation",
+    "spearman",
+    "two_level_interval",
+    "weighted_macro_auroc",
+]

@@ -1,0 +1,62 @@
+"""Where and how a study ran: command, library versions, machine (recorded in results.json)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shlex
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cxr_curriculum._version import __version__
+
+__all__ = ["command_line", "machine_info", "versions"]
+
+_PACKAGES = ("torch", "torchvision", "numpy", "timm", "segmentation-models-pytorch")
+
+
+def command_line() -> str:
+    """The command that started this process, shell-quoted (``-m`` runs shown as such)."""
+    args = list(sys.argv)
+    if args and Path(args[0]).parts[-2:] == ("cxr_curriculum", "__main__.py"):
+        args[0:1] = ["-m", "cxr_curriculum"]
+    return " ".join(shlex.quote(a) for a in ["python", *args])
+
+
+def versions() -> dict[str, str]:
+    """Python, this library and the main dependencies."""
+    out = {"python": platform.python_version(), "cxr_curriculum": __version__}
+    for pkg in _PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, torch threads, ``OMP_NUM_THREADS`` and the GPU if any."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
+    with contextlib.suppress(OSError):
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info

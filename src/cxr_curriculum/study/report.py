@@ -1,0 +1,225 @@
+"""The study's markdown report and figures (figures need the ``plot`` extra: matplotlib).
+
+Both read the dict of :meth:`StudyResults.to_dict`, so a report can be rebuilt from a
+``results.json`` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["markdown_report", "write_figures"]
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _signed(value: float) -> str:
+    return "nan" if value != value else f"{value:+.3f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def markdown_report(data: dict[str, Any]) -> str:
+    """A markdown page of a study's results (every number, whichever way it points)."""
+    design = data["design"]
+    lines = [
+        "# Study report",
+        "",
+        f"- Command: `{data['command']}`",
+        f"- Date: {data['date']}; machine: {data['machine'].get('gpu') or data['machine']['cpu']}"
+        f" ({data['machine']['cpu_count']} cores), torch threads used by cells: "
+        f"{design['threads_used']}",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in data['versions'].items())}",
+        f"- Cells: {design['cells_done']} of {design['cells_total']} done; seeds {design['seeds']};"
+        f" pretraining budget per arm: {design['budget']['steps']} steps, "
+        f"{design['budget']['images']} images",
+        "",
+    ]
+    for arm, why in design["not_measured"].items():
+        lines += [f"- Arm `{arm}`: {why}", ""]
+    for task, n in design.get("test_images_in_pretraining", {}).items():
+        if n:
+            lines += [
+                f"- Task `{task}`: {n} test images are also in the pretraining pool "
+                "(unlabelled, transductive use); its comparisons are not clean.",
+                "",
+            ]
+    lines += [
+        "## Metric per arm (mean over seeds, 95 % two-level CI over seeds and test patients)",
+        "",
+    ]
+    lines += _table(
+        ["task", "labels", "protocol", "arm", "mean", "95% CI", "per seed"],
+        [
+            [
+                r["task"],
+                f"{r['fraction']:g}",
+                r["protocol"],
+                r["arm"],
+                _f(r["estimate"]),
+                f"[{_f(r['low'])}, {_f(r['high'])}]",
+                " / ".join(_f(v) for v in r["per_seed"]),
+            ]
+            for r in data["arm_metrics"]
+        ],
+    )
+    lines += [
+        "## Pairwise differences (arm a - arm b, paired by seed and test patient)",
+        "",
+        "CI: two-level bootstrap (seeds, then patients), widened by sqrt(S/(S-1)) for S "
+        "seeds; wins: share of seeds where arm a is higher; DeLong p per seed covers "
+        "the test set only.",
+        "",
+    ]
+    rows = []
+    for c in data["comparisons"]:
+        d = c["difference"]
+        holds = "yes" if (d["low"] > 0 or d["high"] < 0) else "no"
+        delong = ", ".join(f"{s['difference']:+.3f} (p={s['delong_p']:.2g})" for s in c["per_seed"])
+        rows.append(
+            [
+                c["task"],
+                f"{c['fraction']:g}",
+                c["protocol"],
+                f"{c['arm_a']} - {c['arm_b']}",
+                _signed(d["estimate"]),
+                f"[{_signed(d['low'])}, {_signed(d['high'])}]",
+                holds,
+                f"{c['share_a_wins']:.2f}",
+                delong,
+            ]
+        )
+    lines += _table(
+        [
+            "task",
+            "labels",
+            "protocol",
+            "a - b",
+            "mean diff",
+            "95% CI",
+            "excludes 0",
+            "wins",
+            "per seed (DeLong)",
+        ],
+        rows,
+    )
+    if data["attention"]:
+        lines += ["## Lung attention of fine-tuned models (mean over seeds, 95 % CI)", ""]
+        lines += _table(
+            ["task", "labels", "arm", "lift", "lift CI", "energy in lungs", "energy CI"],
+            [
+                [
+                    r["task"],
+                    f"{r['fraction']:g}",
+                    r["arm"],
+                    _f(r["lift"]["estimate"]),
+                    f"[{_f(r['lift']['low'])}, {_f(r['lift']['high'])}]",
+                    _f(r["energy_in_mask"]["estimate"]),
+                    f"[{_f(r['energy_in_mask']['low'])}, {_f(r['energy_in_mask']['high'])}]",
+                ]
+                for r in data["attention"]
+            ],
+        )
+    if data["attention_correlation"]:
+        lines += ["## AUROC vs lung attention (Spearman over fine-tuned models)", ""]
+        lines += _table(
+            ["task", "labels", "attention", "rho", "95% CI", "models", "runs"],
+            [
+                [
+                    r["task"],
+                    r["fraction"] if isinstance(r["fraction"], str) else f"{r['fraction']:g}",
+                    r["attention"],
+                    _signed(r["rho"]),
+                    f"[{_signed(r['low'])}, {_signed(r['high'])}]",
+                    r["n_models"],
+                    r["n_clusters"],
+                ]
+                for r in data["attention_correlation"]
+            ],
+        )
+    return "\n".join(lines)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(
+            "study figures need matplotlib: pip install 'cxr_curriculum[plot]'"
+        ) from err
+    return plt
+
+
+def write_figures(data: dict[str, Any], folder: str | Path) -> list[Path]:
+    """AUROC vs label fraction per arm (CI bands) and lung lift vs AUROC per model.
+
+    Raises:
+        ImportError: Without matplotlib (the ``plot`` extra); the message says so.
+    """
+    plt = _pyplot()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = data["arm_metrics"]
+    for task, protocol in sorted({(r["task"], r["protocol"]) for r in rows}):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            sel = sorted(
+                (r for r in rows if (r["task"], r["protocol"], r["arm"]) == (task, protocol, arm)),
+                key=lambda r: r["fraction"],
+            )
+            if not sel:
+                continue
+            x = [r["fraction"] for r in sel]
+            y = [r["estimate"] for r in sel]
+            low, high = [r["low"] for r in sel], [r["high"] for r in sel]
+            err = [
+                [e - lo for e, lo in zip(y, low, strict=True)],
+                [hi - e for e, hi in zip(y, high, strict=True)],
+            ]
+            line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=arm)
+            ax.fill_between(x, low, high, alpha=0.15, color=line[0].get_color())
+        ax.set_xscale("log")
+        ax.set_xlabel("share of training labels")
+        ax.set_ylabel("test AUROC (mean over seeds)")
+        ax.set_title(f"{task}, {protocol}")
+        ax.legend(fontsize=7)
+        path = folder / f"auroc_vs_labels_{task}_{protocol}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    cells = [c for c in data["cells"] if "attention_mean" in c]
+    if cells:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for arm in dict.fromkeys(c["arm"] for c in cells):
+            sel = [c for c in cells if c["arm"] == arm]
+            ax.scatter(
+                [c["value"] for c in sel],
+                [c["attention_mean"]["lift"] for c in sel],
+                label=arm,
+                s=18,
+            )
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("test AUROC (fine-tuned model)")
+        ax.set_ylabel("lung lift (1 = chance)")
+        ax.legend(fontsize=7)
+        path = folder / "lung_lift_vs_auroc.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,173 @@
+"""Backbone files: paths as str or path-like, provenance, seeds, integrity on load."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from cxr_curriculum import _artefacts
+from cxr_curriculum.backbones import (
+    ArtefactIntegrityError,
+    ArtefactWriteError,
+    Backbone,
+    read_sidecar,
+    verify_backbone_file,
+)
+from test_artefacts import full_disk_for, needs_dev_full
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class FsPath:
+    """A minimal ``os.PathLike`` that is neither ``str`` nor ``pathlib.Path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Backbone, Path]:
+    folder = tmp_path_factory.mktemp("bb")
+    bb = Backbone("resnet18", seed=0).eval()
+    bb.save(folder / "bb.safetensors", produced_by="test")
+    return bb, folder / "bb.safetensors"
+
+
+@pytest.mark.parametrize("kind", [str, Path, FsPath])
+def test_every_path_function_takes_str_and_pathlike(
+    saved: tuple[Backbone, Path], kind: Any, tmp_path: Path
+) -> None:
+    bb, file = saved
+    assert read_sidecar(kind(file))["meta"] == {"produced_by": "test"}
+    assert verify_backbone_file(kind(file))["name"] == "resnet18"
+    assert Backbone.from_file(kind(file)).name == "resnet18"
+    assert Backbone("resnet18", weights=kind(file)).weights_source == "file:bb.safetensors"
+    sidecar = bb.save(kind(tmp_path / "again.safetensors"))
+    assert sidecar == tmp_path / "again.json"
+
+
+def test_public_signatures_with_paths_accept_pathlike() -> None:
+    # Every public function or method of backbones and curriculum annotated with a path
+    # type must allow os.PathLike (and so str through the same union). Results that the
+    # library builds and users only read (StageResult.checkpoint) are not inputs.
+    offenders = []
+    for name in ("cxr_curriculum.backbones", "cxr_curriculum.curriculum"):
+        module = importlib.import_module(name)
+        for public in sorted(set(module.__all__) - {"StageResult"}):
+            obj = getattr(module, public)
+            members = [obj] if inspect.isfunction(obj) else []
+            if inspect.isclass(obj):
+                members = [
+                    getattr(obj, m)
+                    for m in vars(obj)
+                    if (not m.startswith("_") or m == "__init__")
+                    and inspect.isroutine(getattr(obj, m))
+                ]
+            for fn in members:
+                try:
+                    params = inspect.signature(fn).parameters.values()
+                except (TypeError, ValueError):
+                    continue
+                for p in params:
+                    ann = str(p.annotation)
+                    if "Path" in ann and "PathLike" not in ann and "Callable" not in ann:
+                        offenders.append(f"{public}.{fn.__name__}({p.name}: {ann})")
+    assert not offenders, offenders
+
+
+def test_from_file_and_weights_path_record_the_same_source(saved: tuple[Backbone, Path]) -> None:
+    _, file = saved
+    assert Backbone.from_file(file).weights_source == "file:bb.safetensors"
+    assert Backbone("resnet18", weights=file).weights_source == "file:bb.safetensors"
+
+
+def test_seeded_backbones_do_not_depend_on_the_global_rng() -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = Backbone("resnet18", seed=7)
+    assert torch.equal(torch.get_rng_state(), before)  # nothing drawn from the global RNG
+    torch.manual_seed(999)
+    b = Backbone("resnet18", seed=7)
+    c = Backbone("resnet18", seed=8)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert any(not torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+    t1, t2 = Backbone("timm:resnet10t", seed=1), Backbone("timm:resnet10t", seed=1)
+    assert all(torch.equal(v, t2.state_dict()[k]) for k, v in t1.state_dict().items())
+    with pytest.raises(ValueError, match="seed"):
+        Backbone("resnet18", seed=-1)
+
+
+def test_sidecar_records_seed_and_sha256(saved: tuple[Backbone, Path]) -> None:
+    _, file = saved
+    info = read_sidecar(file)
+    assert info["seed"] == 0 and info["sha256"] == _artefacts.sha256_file(file)
+    assert len(info["tensors_sha256"]) == 64
+
+
+def _flip_last_byte(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0x01  # the last byte of a safetensors file is tensor data
+    path.write_bytes(bytes(blob))
+
+
+def test_a_flipped_byte_is_caught_with_or_without_the_sidecar(
+    saved: tuple[Backbone, Path], tmp_path: Path
+) -> None:
+    bb, _ = saved
+    file = tmp_path / "w.safetensors"
+    sidecar = bb.save(file)
+    _flip_last_byte(file)
+    for load in (Backbone.from_file, lambda p: Backbone("resnet18", weights=p)):
+        with pytest.raises(ArtefactIntegrityError, match=rf"{file}.*w\.json records.*save"):
+            load(file)
+    with pytest.raises(ArtefactIntegrityError):
+        verify_backbone_file(file)
+    sidecar.unlink()  # a lone file: the tensors' digest in its header still catches it
+    with pytest.raises(ArtefactIntegrityError, match=r"w\.safetensors is corrupted"):
+        Backbone.from_file(file)
+
+
+def test_a_cut_short_file_is_an_error_naming_it(
+    saved: tuple[Backbone, Path], tmp_path: Path
+) -> None:
+    bb, _ = saved
+    file = tmp_path / "cut.safetensors"
+    sidecar = bb.save(file)
+    file.write_bytes(file.read_bytes()[: os.path.getsize(file) // 2])
+    with pytest.raises(ArtefactIntegrityError, match=r"cut\.safetensors has sha256"):
+        Backbone.from_file(file)
+    sidecar.unlink()
+    with pytest.raises(ValueError, match=r"could not read the safetensors file .*cut\.safetensors"):
+        Backbone.from_file(file)
+
+
+@needs_dev_full
+def test_a_full_disk_while_saving_never_leaves_a_file_that_loads_wrong(
+    saved: tuple[Backbone, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bb, _ = saved
+    file = tmp_path / "b.safetensors"
+    Backbone("resnet18", seed=1).save(file)
+    with monkeypatch.context() as patch:
+        full_disk_for(patch, lambda name: name.startswith("b.safetensors"))
+        with pytest.raises(ArtefactWriteError, match=r"b\.safetensors: no space left"):
+            bb.save(file)
+    assert Backbone.from_file(file).seed is None  # the old pair, complete
+    assert read_sidecar(file)["seed"] == 1
+    with monkeypatch.context() as patch:
+        full_disk_for(patch, lambda name: name.startswith("b.json"))
+        with pytest.raises(ArtefactWriteError, match=r"b\.json: no space left"):
+            bb.save(file)
+    with pytest.raises(ArtefactIntegrityError, match="save the backbone again"):
+        Backbone.from_file(file)  # new weights, old sidecar: refused, not loaded
+    assert not list(tmp_path.glob(".tmp-*"))

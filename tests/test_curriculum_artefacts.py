@@ -1,0 +1,200 @@
+"""What a curriculum leaves on disk: the final backbone and its recipe, sha256 records,
+repair of what an interrupted run left, corrupted files and full disks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from cxr_curriculum.backbones import Backbone, read_sidecar
+from cxr_curriculum.curriculum import (
+    ArtefactIntegrityError,
+    ArtefactWriteError,
+    Curriculum,
+    Stage,
+    data_fingerprint,
+    load_checkpoint,
+)
+from cxr_curriculum.curriculum import outputs as outputs_module
+from cxr_curriculum.curriculum.manifest import RunManifest
+from test_artefacts import _flip_tensor_byte, full_disk_for, needs_dev_full, sha256_file
+from test_curriculum import NoiseImages, TinyBackbone, engine_stages
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    return dict(json.loads((root / "manifest.json").read_text()))
+
+
+def _resnet_stages(data: Any, steps: int = 2) -> list[Stage]:
+    from cxr_curriculum.methods import Rotation, SimCLR
+
+    return [
+        Stage(Rotation(), data, steps=steps, batch_size=8, image_size=32),
+        Stage(SimCLR(temperature=0.2), data, steps=steps, batch_size=8, image_size=32,
+              optimizer="adamw", lr=2e-3),
+    ]  # fmt: skip
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at one point of the run (nothing after it runs)."""
+
+
+# ----------------------------------------------------------------------------- final file
+def test_finished_curriculum_writes_backbone_with_its_whole_recipe(tmp_path: Path) -> None:
+    data = NoiseImages(16)
+    cur = Curriculum(_resnet_stages(data), tmp_path, seed=4, progress=False)
+    bb = cur.fit(Backbone("resnet18", seed=0))
+    assert cur.backbone_path == tmp_path / "backbone.safetensors"
+    loaded = Backbone.from_file(str(cur.backbone_path))
+    assert (
+        _same(_state(loaded), _state(bb)) and loaded.weights_source == "file:backbone.safetensors"
+    )
+
+    info = read_sidecar(cur.backbone_path)
+    recipe, manifest = info["meta"]["recipe"], _manifest(tmp_path)
+    assert info["seed"] == 0 and info["initial_weights"] is None
+    assert recipe["seed"] == 4 and recipe["versions"]["torch"] == torch.__version__
+    assert recipe["versions"]["library"] == manifest["library"]
+    assert recipe["run"] == {"device": "cpu", "amp": None, "channels_last": False,
+                             "deterministic": False, "world_size": 1}  # fmt: skip
+    rot, sim = recipe["stages"]
+    assert (rot["name"], sim["name"]) == ("rotation", "simclr")
+    assert rot["config"]["method"]["class"].endswith("Rotation")
+    assert sim["config"]["method"]["temperature"] == 0.2
+    assert (sim["config"]["steps"], sim["config"]["optimizer"], sim["config"]["lr"]) == (
+        2, "adamw", 2e-3,
+    )  # fmt: skip
+    assert sim["total_steps"] == 2 and sim["data_size"] == 16
+    assert sim["data_fingerprint"] == data_fingerprint(data)
+    for i, stage in enumerate(recipe["stages"]):
+        entry = manifest["stages"][i]
+        final = tmp_path / entry["folder"] / "final.pt"
+        assert stage["final_sha256"] == entry["files"]["final.pt"] == sha256_file(final)
+        stage_file = tmp_path / entry["folder"] / "backbone.safetensors"
+        assert entry["files"]["backbone.safetensors"] == sha256_file(stage_file)
+        assert len(read_sidecar(stage_file)["meta"]["recipe"]["stages"]) == i + 1
+    assert manifest["backbone"]["sha256"] == sha256_file(cur.backbone_path)
+
+    rerun = Curriculum(_resnet_stages(data), tmp_path, seed=4)  # skips, keeps the file
+    rerun.fit(Backbone("resnet18"))
+    assert _manifest(tmp_path)["backbone"] == manifest["backbone"]
+
+
+# ----------------------------------------------------------------------------- repair
+def test_kill_after_final_pt_is_repaired_by_the_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stages = _resnet_stages(NoiseImages(16), steps=4)[:1]
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patch:  # dies after final.pt, before the backbone files
+        patch.setattr(outputs_module, "ensure_backbone_file", killed)
+        with pytest.raises(Killed):
+            Curriculum(stages, tmp_path, checkpoint_every=2).fit(Backbone("resnet18", seed=0))
+    folder = tmp_path / "stage00-rotation"
+    assert (folder / "final.pt").is_file() and (folder / "last.pt").is_file()
+    assert not (folder / "backbone.safetensors").exists()
+    assert _manifest(tmp_path)["stages"][0]["status"] == "running"
+
+    bb = Backbone("resnet18", seed=1)
+    (result,) = list(Curriculum(stages, tmp_path).iter_stages(bb))
+    final = load_checkpoint(folder / "final.pt")["backbone"]
+    assert result.skipped and _same(_state(bb), final)
+    entry = _manifest(tmp_path)["stages"][0]
+    assert entry["status"] == "done" and not (folder / "last.pt").exists()
+    assert "last.pt" not in entry["files"]
+    for file in (folder / "backbone.safetensors", tmp_path / "backbone.safetensors"):
+        assert _same(_state(Backbone.from_file(file)), final)
+
+
+def test_cut_short_backbone_file_is_refused_then_rebuilt(tmp_path: Path) -> None:
+    stages = _resnet_stages(NoiseImages(16))[:1]
+    Curriculum(stages, tmp_path).fit(Backbone("resnet18", seed=0))
+    file = tmp_path / "stage00-rotation" / "backbone.safetensors"
+    good = _state(Backbone.from_file(file))
+    file.write_bytes(file.read_bytes()[:-1000])
+    with pytest.raises(ArtefactIntegrityError, match=rf"{file} has sha256"):
+        Backbone.from_file(file)
+    (result,) = list(Curriculum(stages, tmp_path).iter_stages(Backbone("resnet18")))
+    assert result.skipped and _same(_state(Backbone.from_file(file)), good)
+
+
+# ----------------------------------------------------------------------------- integrity
+def test_flipped_byte_in_final_or_last_checkpoint_is_an_error(tmp_path: Path) -> None:
+    data = NoiseImages(24)
+    ref = TinyBackbone()
+    start = _state(ref)
+    Curriculum(engine_stages(data, steps=4), tmp_path / "a", seed=5).fit(ref)
+    final = tmp_path / "a" / "stage00-rot" / "final.pt"
+    _flip_tensor_byte(final, load_checkpoint(final)["backbone"]["body.0.weight"])
+    again = TinyBackbone()
+    with pytest.raises(ArtefactIntegrityError, match=rf"{final} is corrupted.*delete it and run"):
+        Curriculum(engine_stages(data, steps=4), tmp_path / "a", seed=5).fit(again)
+    final.unlink()  # what the message says to do: the stage is trained again, identically
+    again.load_state_dict(start)
+    Curriculum(engine_stages(data, steps=4), tmp_path / "a", seed=5).fit(again)
+    assert _same(_state(again), _state(ref))
+
+    data.fail_after, data.calls = 3 * 8 + 1, 0  # stops in stage 0 after its step-2 checkpoint
+    with pytest.raises(RuntimeError, match="interrupted"):
+        Curriculum(engine_stages(data, steps=4), tmp_path / "b", checkpoint_every=2).fit(
+            TinyBackbone()
+        )
+    last = tmp_path / "b" / "stage00-rot" / "last.pt"
+    assert _manifest(tmp_path / "b")["stages"][0]["files"]["last.pt"] == sha256_file(last)
+    _flip_tensor_byte(last, load_checkpoint(last)["backbone"]["body.0.weight"])
+    data.fail_after = None
+    with pytest.raises(ArtefactIntegrityError, match=rf"{last} is corrupted.*restarts"):
+        Curriculum(engine_stages(data, steps=4), tmp_path / "b").fit(TinyBackbone())
+
+
+@needs_dev_full
+def test_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = engine_stages(NoiseImages(24), steps=6)[:1]
+    torch.manual_seed(0)
+    ref = TinyBackbone()
+    Curriculum(stage, seed=5).fit(ref)
+
+    writes: list[int] = []
+    real = RunManifest.save_partial
+
+    def counted(self: RunManifest, index: int, path: Path, state: dict[str, Any]) -> None:
+        writes.append(int(state["step"]))
+        if len(writes) == 2:  # the disk is full from the second checkpoint on
+            full_disk_for(monkeypatch, lambda name: name.startswith("last.pt"))
+        real(self, index, path, state)
+
+    monkeypatch.setattr(RunManifest, "save_partial", counted)
+    torch.manual_seed(0)
+    with pytest.raises(ArtefactWriteError) as info:
+        Curriculum(stage, tmp_path, seed=5, checkpoint_every=2).fit(TinyBackbone())
+    last = tmp_path / "stage00-rot" / "last.pt"
+    text = str(info.value)
+    assert f"checkpoint {last}: no space left on the device" in text and "needs about" in text
+    assert load_checkpoint(last)["step"] == 2 and not list(tmp_path.rglob(".tmp-*"))
+    assert "no space left" in _manifest(tmp_path)["stages"][0]["error"]
+
+    monkeypatch.undo()  # space freed: the rerun resumes from step 2 and ends as ref
+    torch.manual_seed(0)
+    resumed = TinyBackbone()
+    (result,) = list(Curriculum(stage, tmp_path, seed=5).iter_stages(resumed))
+    assert result.resumed_from == 2 and _same(_state(resumed), _state(ref))
