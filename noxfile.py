@@ -31,7 +31,7 @@ def _install(session: nox.Session, extras: str = "dev,compare") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The full test suite (real-data tests need CXR_DATA_ROOT or ../shared/data)."""
-    _install(session)
+    _install(session, extras="dev,compare,dicom")
     session.run("python", "-m", "pytest", *session.posargs)
 
 

@@ -1,8 +1,8 @@
-"""Shared fixtures: the real-data root and small deterministic settings."""
+"""Shared fixtures: the real-data root, small deterministic settings, a tiny study file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +36,35 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def sample_study_toml() -> Callable[..., str]:
+    """Builds the TOML of a tiny study: scratch vs SimCLR, Kermany k-NN, bundled sample.
+
+    ``build(output, steps=1, evaluation="")``: ``output`` is the study folder, ``steps``
+    SimCLR's steps, ``evaluation`` extra lines appended to the ``[evaluation]`` table.
+    """
+
+    def build(output: Path, *, steps: int = 1, evaluation: str = "") -> str:
+        return f"""
+output = "{output}"
+seeds = [0, 1]
+batch_size = 8
+image_size = 32
+[data]
+source = "sample"
+[[arms]]
+name = "scratch"
+[[arms]]
+name = "simclr"
+stages = [{{ method = "simclr", steps = {steps} }}]
+[[tasks]]
+kind = "kermany"
+root = "sample"
+[evaluation]
+fractions = [1.0]
+protocols = ["knn"]
+{evaluation}"""
+
+    return build

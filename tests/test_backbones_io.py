@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,27 @@ def test_every_path_function_takes_str_and_pathlike(
     assert sidecar == tmp_path / "again.json"
 
 
+def _public_modules() -> list[str]:
+    """The package-level API of backbones and curriculum, and every module of the data,
+    study, segmentation, attention and evaluation packages (their ``__all__`` names are
+    public, including helpers such as ``data.shards.read_index``)."""
+    names = ["cxr_curriculum.backbones", "cxr_curriculum.curriculum"]
+    for pkg in ("data", "study", "segmentation", "attention", "evaluation"):
+        package = importlib.import_module(f"cxr_curriculum.{pkg}")
+        names.append(package.__name__)
+        names += [m.name for m in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
+    return names
+
+
 def test_public_signatures_with_paths_accept_pathlike() -> None:
-    # Every public function or method of backbones and curriculum annotated with a path
-    # type must allow os.PathLike (and so str through the same union). Results that the
-    # library builds and users only read (StageResult.checkpoint) are not inputs.
+    # Every public function or method annotated with a path type must allow os.PathLike
+    # (and so str through the same union). Results that the library builds and users
+    # only read (StageResult.checkpoint) are not inputs.
     offenders = []
-    for name in ("cxr_curriculum.backbones", "cxr_curriculum.curriculum"):
+    scanned = 0
+    for name in _public_modules():
         module = importlib.import_module(name)
-        for public in sorted(set(module.__all__) - {"StageResult"}):
+        for public in sorted(set(getattr(module, "__all__", ())) - {"StageResult"}):
             obj = getattr(module, public)
             members = [obj] if inspect.isfunction(obj) else []
             if inspect.isclass(obj):
@@ -79,9 +93,25 @@ def test_public_signatures_with_paths_accept_pathlike() -> None:
                     continue
                 for p in params:
                     ann = str(p.annotation)
+                    scanned += "Path" in ann
                     if "Path" in ann and "PathLike" not in ann and "Callable" not in ann:
-                        offenders.append(f"{public}.{fn.__name__}({p.name}: {ann})")
+                        offenders.append(f"{name}.{public}.{fn.__name__}({p.name}: {ann})")
     assert not offenders, offenders
+    assert scanned > 50  # the scan reached the path-taking API (not an empty walk)
+
+
+def test_data_and_study_path_helpers_take_str(tmp_path: Path) -> None:
+    from cxr_curriculum.data import ImageFiles, bundled_sample_root, scan_files
+    from cxr_curriculum.data.shards import exclusive_lock, read_index, write_index
+
+    files = sorted(str(f) for f in (bundled_sample_root() / "test").rglob("*.jpeg"))[:2]
+    assert scan_files(files) == []
+    assert len(ImageFiles(files)) == 2
+    index = str(tmp_path / "index.json")
+    write_index({"a": 1}, index)
+    assert read_index(index) == {"a": 1}
+    with exclusive_lock(str(tmp_path / "lock")):
+        pass
 
 
 def test_from_file_and_weights_path_record_the_same_source(saved: tuple[Backbone, Path]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -138,27 +139,10 @@ def test_pretrain_from_file_equals_python_api(tmp_path: Path) -> None:
     assert '"seed": 3' in manifest_file
 
 
-def test_study_config_builds_the_study(tmp_path: Path) -> None:
-    text = """
-output = "{out}"
-seeds = [0, 1]
-batch_size = 8
-image_size = 32
-[data]
-source = "sample"
-[[arms]]
-name = "scratch"
-[[arms]]
-name = "simclr"
-stages = [{{ method = "simclr", steps = 2 }}]
-[[tasks]]
-kind = "kermany"
-root = "sample"
-[evaluation]
-fractions = [1.0]
-protocols = ["knn"]
-finetune_steps = 2
-""".format(out=tmp_path / "s")
+def test_study_config_builds_the_study(
+    tmp_path: Path, sample_study_toml: Callable[..., str]
+) -> None:
+    text = sample_study_toml(tmp_path / "s", steps=2, evaluation="finetune_steps = 2\n")
     study = load_study(_write(tmp_path, text))
     assert [a.name for a in study.arms] == ["scratch", "simclr"]
     assert len(study.cells()) == 4 and study.protocol_settings.finetune_steps == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,32 +141,15 @@ def test_imagenet_arm_is_recorded_when_not_available(tmp_path: Path) -> None:
 
 
 def test_cli_max_cells_report_only_and_figures(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sample_study_toml: Callable[..., str],
 ) -> None:
     from cxr_curriculum.__main__ import main
 
     config = tmp_path / "study.toml"
-    config.write_text(
-        f"""
-output = "{tmp_path / "out"}"
-seeds = [0, 1]
-batch_size = 8
-image_size = 32
-[data]
-source = "sample"
-[[arms]]
-name = "scratch"
-[[arms]]
-name = "simclr"
-stages = [{{ method = "simclr", steps = 1 }}]
-[[tasks]]
-kind = "kermany"
-root = "sample"
-[evaluation]
-fractions = [1.0]
-protocols = ["knn"]
-"""
-    )
+    config.write_text(sample_study_toml(tmp_path / "out"))
     assert main(["study", str(config), "--max-cells", "3"]) == 0
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["design"]["cells_done"] == 3 and data["command"].startswith("python")

@@ -9,9 +9,21 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cxr_curriculum.stats import delong_test
+from cxr_curriculum.stats import (
+    ConfidenceInterval,
+    PairedComparison,
+    bootstrap_p_value,
+    delong_test,
+    percentile_interval,
+)
 from cxr_curriculum.study import compare_arms, rank_correlation, spearman, two_level_interval
-from cxr_curriculum.study.resample import patient_weights, weighted_binary_auroc, weighted_mean
+from cxr_curriculum.study.resample import (
+    patient_weights,
+    two_level_replicates,
+    weighted_binary_auroc,
+    weighted_mean,
+    widen_replicates,
+)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 scipy_stats = pytest.importorskip("scipy.stats")
@@ -55,7 +67,30 @@ def test_patient_weights_keep_patients_together() -> None:
 
 def test_two_level_interval_of_fixed_statistic_is_a_point() -> None:
     iv = two_level_interval(lambda j, w: torch.full((w.shape[0],), 0.25), 4, None, 10)
+    assert isinstance(iv, ConfidenceInterval)
     assert (iv.estimate, iv.low, iv.high) == (0.25, 0.25, 0.25)
+    assert (iv.n, iv.n_clusters, iv.n_seeds, iv.n_valid) == (10, 10, 4, 2000)
+    one = two_level_interval(lambda j, w: torch.full((w.shape[0],), 0.25), 1, None, 10)
+    assert one.estimate == 0.25 and math.isnan(one.low) and math.isnan(one.high)
+
+
+def test_two_level_interval_is_the_widened_percentile_interval() -> None:
+    g = torch.Generator().manual_seed(7)
+    values = torch.rand(4, 30, generator=g, dtype=torch.float64)
+    groups = [i // 3 for i in range(30)]
+
+    def per_seed(j: int, w: torch.Tensor) -> torch.Tensor:
+        return weighted_mean(values[j], w)
+
+    iv = two_level_interval(per_seed, 4, groups, 30, n_resamples=500, seed=3)
+    reps = two_level_replicates(per_seed, 4, groups, 30, n_resamples=500, seed=3)
+    est = float(reps.estimate[0])
+    assert est == pytest.approx(float(values.mean()))
+    p_low, p_high = percentile_interval(reps.values[:, 0])
+    widen = math.sqrt(4 / 3)
+    assert iv.low == pytest.approx(est - widen * (est - p_low), abs=1e-12)
+    assert iv.high == pytest.approx(est + widen * (p_high - est), abs=1e-12)
+    assert (iv.n, iv.n_clusters, iv.n_seeds) == (30, 10, 4)
 
 
 def test_compare_arms_agrees_with_per_seed_delong() -> None:
@@ -68,10 +103,31 @@ def test_compare_arms_agrees_with_per_seed_delong() -> None:
         ref = delong_test(a[j], b[j], labels)
         assert row.seed == 4 + j
         assert row.difference == pytest.approx(ref.difference)
-        assert row.delong_p == pytest.approx(ref.p_value)
-    assert cmp.difference.estimate == pytest.approx(sum(r.difference for r in cmp.per_seed) / 3)
+        assert row.delong == ref
+    d = cmp.difference
+    assert isinstance(d, PairedComparison) and d.metric == "auroc"
+    assert d.estimate_a == pytest.approx(sum(r.estimate_a for r in cmp.per_seed) / 3)
+    assert d.estimate_b == pytest.approx(sum(r.estimate_b for r in cmp.per_seed) / 3)
+    assert d.difference == pytest.approx(sum(r.difference for r in cmp.per_seed) / 3)
     assert cmp.share_a_wins == sum(r.difference > 0 for r in cmp.per_seed) / 3
-    assert cmp.difference.low < cmp.difference.estimate < cmp.difference.high
+    assert d.low < d.difference < d.high
+    assert (d.n, d.n_clusters, d.n_seeds, d.n_resamples) == (60, 60, 3, 300)
+    # the p-value is the package's one definition, on the widened two-level replicates
+    reps = two_level_replicates(
+        lambda j, w: (
+            weighted_binary_auroc(a[j], labels, w) - weighted_binary_auroc(b[j], labels, w)
+        ),
+        3,
+        None,
+        60,
+        n_resamples=300,
+    )
+    widened = widen_replicates(reps, 3, (-1.0, 1.0))
+    assert d.p_value == pytest.approx(bootstrap_p_value(widened))
+    assert (d.low, d.high) == pytest.approx(percentile_interval(widened))
+    assert cmp.to_dict()["per_seed"][0]["delong_p_value"] == pytest.approx(
+        cmp.per_seed[0].delong.p_value  # type: ignore[union-attr]
+    )
     with pytest.raises(ValueError, match=r"\(S, N\)"):
         compare_arms(a, b[:, :10], labels)
 
@@ -111,9 +167,10 @@ def _simulated_coverage(n_studies: int, n_seeds: int) -> tuple[float, float]:
             return weighted_binary_auroc(a[j], y, w) - weighted_binary_auroc(b[j], y, w)
 
         iv = two_level_interval(diff, n_seeds, codes, labels.numel(), n_resamples=400, seed=r)
-        covered += iv.covers(0.0)
-        one = two_level_interval(diff, 1, codes, labels.numel(), n_resamples=400, seed=r)
-        single += one.percentile_low <= 0.0 <= one.percentile_high
+        covered += iv.low <= 0.0 <= iv.high
+        one = two_level_replicates(diff, 1, codes, labels.numel(), n_resamples=400, seed=r)
+        low, high = percentile_interval(one.values[:, 0])  # one seed: a patient bootstrap
+        single += low <= 0.0 <= high
     return covered / n_studies, single / n_studies
 
 

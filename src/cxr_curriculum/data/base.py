@@ -76,8 +76,8 @@ def _check(
 
 
 def scan_files(
-    files: Sequence[Path],
-    mask_files: Sequence[Path] | None = None,
+    files: Sequence[str | os.PathLike[str]],
+    mask_files: Sequence[str | os.PathLike[str]] | None = None,
     *,
     ignore_value: int | None = None,
     window: Window = "auto",
@@ -94,8 +94,8 @@ def scan_files(
         ``(index, offending path, reason)`` for each bad record, in order.
     """
     bad = []
-    for i, path in enumerate(files):
-        mask = mask_files[i] if mask_files is not None else None
+    for i, path in enumerate(map(Path, files)):
+        mask = Path(mask_files[i]) if mask_files is not None else None
         exc = _check(path, mask, ignore_value, window)
         if exc is not None:
             bad.append((i, exc.path, exc.reason))
@@ -108,8 +108,8 @@ def _reason_kind(reason: str) -> str:
 
 def apply_bad_file_policy(
     owner: str,
-    files: Sequence[Path],
-    mask_files: Sequence[Path] | None,
+    files: Sequence[str | os.PathLike[str]],
+    mask_files: Sequence[str | os.PathLike[str]] | None,
     *,
     on_error: OnError,
     check_files: bool,

@@ -11,7 +11,6 @@ uncertain label are "U-Ignore", "U-Ones" and "U-Zeros" (``uncertain="ignore"``,
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -27,7 +26,7 @@ from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import OnError, Transform
 from cxr_curriculum.data.findings import CHEXPERT_FINDING_MAP
 from cxr_curriculum.data.multilabel import MultiLabelDataset
-from cxr_curriculum.data.tables import read_table, table_or_error
+from cxr_curriculum.data.tables import keep_present, read_table, table_or_error
 from cxr_curriculum.data.windowing import Window
 
 __all__ = [
@@ -39,7 +38,6 @@ __all__ = [
     "observation_targets",
 ]
 
-logger = logging.getLogger(__name__)
 
 #: The 14 observations, in the order of CheXpert's ``train.csv``.
 CHEXPERT_OBSERVATIONS: tuple[str, ...] = (
@@ -190,19 +188,11 @@ class CheXpert(MultiLabelDataset):
         rows = read_table(self.csv_file, ("Path", "Frontal/Lateral", *CHEXPERT_OBSERVATIONS))
         if frontal_only:
             rows = [r for r in rows if r["Frontal/Lateral"] == "Frontal"]
-        found = [(r, resolve_under(self.root, r["Path"])) for r in rows]
-        kept = [(r, p) for r, p in found if p is not None]
-        self.missing = len(rows) - len(kept)
-        if self.missing:
-            logger.warning(
-                "CheXpert: %d of %d rows of %s have no image under %s; they are left out",
-                self.missing, len(rows), self.csv_file.name, self.root,
-            )  # fmt: skip
-        if not kept:
-            raise FileNotFoundError(
-                f"CheXpert: none of the {len(rows)} images of {self.csv_file} is under "
-                f"{self.root} (tried each Path with and without its first folder)"
-            )
+        kept, self.missing = keep_present(
+            ((r, resolve_under(self.root, r["Path"])) for r in rows),
+            dataset="CheXpert", what="rows", table=self.csv_file, folder=self.root,
+            hint=" (tried each Path with and without its first folder)",
+        )  # fmt: skip
         header = list(rows[0]) if rows else []
         classes = [c for c in header if c in CHEXPERT_OBSERVATIONS]
         targets = observation_targets(

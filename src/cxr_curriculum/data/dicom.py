@@ -63,7 +63,7 @@ class DicomMeta:
     patient_id: str | None = field(default=None, repr=False)
 
 
-def pydicom_module(path: Path) -> Any:
+def pydicom_module(path: str | os.PathLike[str]) -> Any:
     """The pydicom module, or DicomSupportError naming the extra (``path`` is the file)."""
     try:
         import pydicom
@@ -89,7 +89,7 @@ def quiet_pydicom(pydicom: Any) -> Iterator[None]:
             settings.reading_validation_mode = mode
 
 
-def open_dicom(path: Path, *, acr_nema: bool, pixels: bool) -> Any:
+def open_dicom(path: str | os.PathLike[str], *, acr_nema: bool, pixels: bool) -> Any:
     """Parse a DICOM file (call inside :func:`quiet_pydicom`).
 
     ACR-NEMA files get the transfer syntax pydicom guessed, so their pixels decode.
@@ -97,6 +97,7 @@ def open_dicom(path: Path, *, acr_nema: bool, pixels: bool) -> Any:
     Raises:
         ImageReadError: A malformed header (the message holds its type only).
     """
+    path = Path(path)
     pydicom = pydicom_module(path)
     try:
         ds = pydicom.dcmread(path, force=acr_nema, stop_before_pixels=not pixels)

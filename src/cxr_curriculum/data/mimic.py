@@ -33,7 +33,7 @@ from cxr_curriculum.data.chexpert import (
 )
 from cxr_curriculum.data.findings import CHEXPERT_FINDING_MAP
 from cxr_curriculum.data.multilabel import MultiLabelDataset
-from cxr_curriculum.data.tables import read_table, table_or_error
+from cxr_curriculum.data.tables import existing, keep_present, read_table, table_or_error
 from cxr_curriculum.data.windowing import Window
 
 __all__ = ["MIMICCXR", "MIMIC_FRONTAL_VIEWS", "mimic_image_path"]
@@ -128,18 +128,17 @@ class MIMICCXR(MultiLabelDataset):
         by_study = {(r["subject_id"], r["study_id"]): r for r in studies}
         labelled = [r for r in images if (r["subject_id"], r["study_id"]) in by_study]
         self.unlabelled = len(images) - len(labelled)
+        if self.unlabelled:
+            logger.warning("MIMIC-CXR: %d of %d images of %s have no label row; they are left out",
+                           self.unlabelled, len(images), meta_file.name)  # fmt: skip
         paths = [mimic_image_path(self.root, r["subject_id"], r["study_id"], r["dicom_id"])
                  for r in labelled]  # fmt: skip
-        kept = [(r, p) for r, p in zip(labelled, paths, strict=True) if p.is_file()]
-        self.missing = len(labelled) - len(kept)
-        for count, what in ((self.unlabelled, "have no label row"), (self.missing, "are absent")):
-            if count:
-                logger.warning("MIMIC-CXR: %d of %d images %s; they are left out",
-                               count, len(images), what)  # fmt: skip
-        if not kept:
-            raise FileNotFoundError(
-                f"MIMIC-CXR: no labelled image of split {split!r} found under {self.root / 'files'}"
-            )
+        of_split = "" if split is None else f" of split {split!r}"
+        kept, self.missing = keep_present(
+            ((r, existing(p)) for r, p in zip(labelled, paths, strict=True)),
+            dataset="MIMIC-CXR", what=f"labelled images{of_split}", table=meta_file,
+            folder=self.root / "files",
+        )  # fmt: skip
         classes = [c for c in studies[0] if c in CHEXPERT_OBSERVATIONS]
         label_rows = [by_study[(r["subject_id"], r["study_id"])] for r, _ in kept]
         targets = observation_targets(

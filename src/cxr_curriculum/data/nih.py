@@ -8,7 +8,6 @@ File names are ``<patient>_<study>.png`` (``00000061_012.png``: patient ``000000
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -20,12 +19,11 @@ from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, OnError, Transform
 from cxr_curriculum.data.findings import NIH_FINDING_MAP
 from cxr_curriculum.data.io import is_image_file
-from cxr_curriculum.data.tables import find_table, read_table
+from cxr_curriculum.data.tables import find_table, keep_present, read_table
 from cxr_curriculum.data.windowing import Window
 
 __all__ = ["NIH_CSV_NAME", "NIH_CSV_NAMES", "NIH_FINDINGS", "NIHChestXray14", "nih_patient_id"]
 
-logger = logging.getLogger(__name__)
 
 #: File name of the official label table.
 NIH_CSV_NAME = "Data_Entry_2017.csv"
@@ -153,27 +151,22 @@ class NIHChestXray14(CXRDataset):
             raise ValueError("negative needs positive (a binary task)")
         need = ("Image Index", "Finding Labels", *(("View Position",) if views else ()))
         rows = read_table(csv_file, need)
+        if views is not None:
+            rows = [r for r in rows if r["View Position"] in views]
         index = {p.name: p for p in self.root.rglob("*") if is_image_file(p)}
+        located, self.missing = keep_present(
+            ((row, index.get(row["Image Index"])) for row in rows),
+            dataset="NIHChestXray14", what="rows", table=csv_file, folder=self.root,
+        )  # fmt: skip
         files: list[Path] = []
         findings: list[list[str]] = []
-        for row in rows:
-            if views is not None and row["View Position"] not in views:
-                continue
-            path = index.get(row["Image Index"])
-            if path is None:
-                self.missing += 1
-                continue
+        for row, path in located:
             found = [f.strip() for f in row["Finding Labels"].split("|") if f.strip()]
             binary_drop = positive not in found and found != [negative]
             if positive is not None and negative is not None and binary_drop:
                 continue
             files.append(path)
             findings.append(found)
-        if self.missing:
-            logger.warning(
-                "NIHChestXray14: %d of %d CSV rows have no image under %s; they are left out",
-                self.missing, len(rows), self.root,
-            )  # fmt: skip
         if positive is None:
             unknown = {f for fs in findings for f in fs} - set(NIH_FINDINGS) - {_NO_FINDING}
             if unknown:

@@ -14,7 +14,6 @@ absent negative (as for NIH ChestX-ray14).
 from __future__ import annotations
 
 import ast
-import logging
 import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -25,12 +24,11 @@ from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import OnError, Transform
 from cxr_curriculum.data.findings import PADCHEST_FINDING_MAP
 from cxr_curriculum.data.multilabel import MultiLabelDataset
-from cxr_curriculum.data.tables import read_table, table_or_error
+from cxr_curriculum.data.tables import keep_present, read_table, table_or_error
 from cxr_curriculum.data.windowing import Window
 
 __all__ = ["PADCHEST_CSV_NAME", "PADCHEST_FINDINGS", "PadChest", "parse_label_list"]
 
-logger = logging.getLogger(__name__)
 
 #: File name of the published label table.
 PADCHEST_CSV_NAME = "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"
@@ -132,26 +130,21 @@ class PadChest(MultiLabelDataset):
         self.unlabelled = len(parsed) - len(labelled)
         usable = [(r, labels) for r, labels in labelled if _EXCLUDE not in labels]
         self.excluded = len(labelled) - len(usable)
-        found = [(r, labels, self._path(r)) for r, labels in usable]
-        kept = [(r, labels, p) for r, labels, p in found if p is not None]
-        self.missing = len(found) - len(kept)
-        if self.missing:
-            logger.warning(
-                "PadChest: %d of %d rows of %s have no image under %s; they are left out",
-                self.missing, len(found), self.csv_file.name, self.root,
-            )  # fmt: skip
-        if not kept:
-            raise FileNotFoundError(f"PadChest: no image of {self.csv_file} under {self.root}")
+        kept, self.missing = keep_present(
+            (((r, labels), self._path(r)) for r, labels in usable),
+            dataset="PadChest", what="rows", table=self.csv_file, folder=self.root,
+        )  # fmt: skip
         column = {c: j for j, c in enumerate(classes)}
         targets = torch.zeros(len(kept), len(classes))
-        for i, (_, labels, _) in enumerate(kept):
+        for i, ((_, labels), _) in enumerate(kept):
             for label in labels:
                 if label in column:
                     targets[i, column[label]] = 1.0
-        files = [p for _, _, p in kept]
-        keep = self._set_targets(files, targets, [r["PatientID"] for r, _, _ in kept], classes)
-        self.finding_labels: list[list[str]] = [kept[i][1] for i in keep]
-        self.projections: list[str] = [kept[i][0]["Projection"] for i in keep]
+        files = [p for _, p in kept]
+        patients = [r["PatientID"] for (r, _), _ in kept]
+        keep = self._set_targets(files, targets, patients, classes)
+        self.finding_labels: list[list[str]] = [kept[i][0][1] for i in keep]
+        self.projections: list[str] = [kept[i][0][0]["Projection"] for i in keep]
 
     def _path(self, row: dict[str, str]) -> Path | None:
         name, folder = row["ImageID"].strip(), row["ImageDir"].strip()

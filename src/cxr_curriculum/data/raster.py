@@ -7,6 +7,7 @@ a TIFF named ``.png``, never reaches it.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _to_array(img: Image.Image) -> tuple[np.ndarray, int]:
     return np.clip(rgb @ _LUMA, 0.0, 1.0), 8
 
 
-def read_raster(path: Path, fmt: str) -> tuple[np.ndarray, int]:
+def read_raster(path: str | os.PathLike[str], fmt: str) -> tuple[np.ndarray, int]:
     """Decode a PNG or JPEG file completely.
 
     Args:
@@ -61,6 +62,7 @@ def read_raster(path: Path, fmt: str) -> tuple[np.ndarray, int]:
     Raises:
         ImageReadError: Truncated, corrupt or too large.
     """
+    path = Path(path)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         warnings.warn(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated files will be read "

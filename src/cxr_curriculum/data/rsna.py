@@ -12,7 +12,6 @@ box (they may still show other abnormalities: "No Lung Opacity / Not Normal").
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -20,12 +19,11 @@ from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, OnError, Transform
 from cxr_curriculum.data.findings import RSNA_FINDING_MAP
 from cxr_curriculum.data.multilabel import Box
-from cxr_curriculum.data.tables import read_table, table_or_error
+from cxr_curriculum.data.tables import existing, keep_present, read_table, table_or_error
 from cxr_curriculum.data.windowing import Window
 
 __all__ = ["RSNA_CLASSES", "RSNAPneumonia", "rsna_boxes"]
 
-logger = logging.getLogger(__name__)
 
 #: Class names: ``Target`` 0 and 1.
 RSNA_CLASSES: tuple[str, str] = ("No Lung Opacity", "Lung Opacity")
@@ -121,17 +119,12 @@ class RSNAPneumonia(CXRDataset):
         self.csv_file = table_or_error(self.root, "stage_2_train_labels.csv", "RSNA", csv_file)
         films = rsna_boxes(read_table(self.csv_file, _COLUMNS), str(self.csv_file))
         folder = self.root / image_dir
-        found = {pid: folder / f"{pid}{suffix}" for pid in films}
-        found = {pid: path for pid, path in found.items() if path.is_file()}
-        self.missing = len(films) - len(found)
-        if self.missing:
-            logger.warning(
-                "RSNAPneumonia: %d of %d films of %s are not in %s; they are left out",
-                self.missing, len(films), self.csv_file.name, folder,
-            )  # fmt: skip
-        if not found:
-            raise FileNotFoundError(f"RSNAPneumonia: no '*{suffix}' film of the table in {folder}")
-        pids = list(found)
-        self._set_records([found[p] for p in pids], [films[p][0] for p in pids], pids, RSNA_CLASSES)
-        film_of = {path: pid for pid, path in found.items()}
+        found, self.missing = keep_present(
+            ((pid, existing(folder / f"{pid}{suffix}")) for pid in films),
+            dataset="RSNAPneumonia", what="films", table=self.csv_file, folder=folder,
+            hint=f" (looked for '<patientId>{suffix}')",
+        )  # fmt: skip
+        pids = [pid for pid, _ in found]
+        self._set_records([p for _, p in found], [films[p][0] for p in pids], pids, RSNA_CLASSES)
+        film_of = {path: pid for pid, path in found}
         self.boxes: list[list[Box]] = [list(films[film_of[f]][1]) for f in self.files]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -94,8 +95,8 @@ class ShardPacker:
 class ShardReader:
     """Memory-maps shard files on first use (per process; the maps are not pickled)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
         self._maps: dict[str, np.memmap] = {}
 
     def array(self, shard: str, offset: int, shape: tuple[int, int], dtype: str) -> np.ndarray:
@@ -112,11 +113,12 @@ class ShardReader:
         return {"folder": self.folder, "_maps": {}}
 
 
-def remove_orphans(folder: Path, shards: Collection[str]) -> None:
+def remove_orphans(folder: str | os.PathLike[str], shards: Collection[str]) -> None:
     """Delete what killed builds left: temporary files and shards the index does not list.
 
     Call it only while holding :func:`exclusive_lock`: only a builder writes shards.
     """
+    folder = Path(folder)
     remove_stale_temp_files(folder)
     for path in folder.glob(f"{SHARD_PREFIX}*"):
         if path.name not in shards:
@@ -124,13 +126,17 @@ def remove_orphans(folder: Path, shards: Collection[str]) -> None:
 
 
 def check_shards(
-    folder: Path, names: Collection[str], recorded: Mapping[str, Any], verify: bool
+    folder: str | os.PathLike[str],
+    names: Collection[str],
+    recorded: Mapping[str, Any],
+    verify: bool,
 ) -> None:
     """Check the shards ``names`` against their recorded size (and sha256 if ``verify``).
 
     Raises:
         CacheIntegrityError: A shard is missing, cut short or (``verify``) changed.
     """
+    folder = Path(folder)
     for name in sorted(names):
         path = folder / name
         size = path.stat().st_size if path.exists() else -1
@@ -148,18 +154,19 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def write_index(payload: dict[str, Any], path: Path) -> None:
+def write_index(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write ``payload`` with its sha256 to ``path`` atomically."""
     blob = json.dumps({"sha256": _digest(payload), "payload": payload}, sort_keys=True)
-    atomic_write_bytes(path, blob.encode(), what="cache index")
+    atomic_write_bytes(Path(path), blob.encode(), what="cache index")
 
 
-def read_index(path: Path) -> dict[str, Any] | None:
+def read_index(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The payload of an index file (None if there is none), its sha256 verified.
 
     Raises:
         CacheIntegrityError: The file is not valid JSON or its sha256 does not match.
     """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -178,7 +185,7 @@ def read_index(path: Path) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (blocking) for the ``with`` block."""
     if fcntl is None:  # pragma: no cover - Windows
         yield

@@ -10,7 +10,6 @@ a film without one. Masks are decoded by :mod:`cxr_curriculum.data.rle`.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -26,12 +25,11 @@ from cxr_curriculum.data.io import read_image
 from cxr_curriculum.data.items import LabeledImage, MaskedImage
 from cxr_curriculum.data.preprocess import resize_long_side
 from cxr_curriculum.data.rle import EMPTY_RLE, decode_rle_union
-from cxr_curriculum.data.tables import read_table, table_or_error
+from cxr_curriculum.data.tables import keep_present, read_table, table_or_error
 from cxr_curriculum.data.windowing import Window
 
 __all__ = ["SIIM_CLASSES", "SIIMPneumothorax", "siim_components"]
 
-logger = logging.getLogger(__name__)
 
 #: Class names: no pneumothorax (0), pneumothorax (1).
 SIIM_CLASSES: tuple[str, str] = ("No Pneumothorax", "Pneumothorax")
@@ -130,16 +128,13 @@ class SIIMPneumothorax(CXRDataset):
         if not folder.is_dir():
             raise FileNotFoundError(f"SIIM-ACR: film folder {folder} not found")
         on_disk = {p.name[: -len(".dcm")]: p for p in folder.rglob("*.dcm")}
-        ids = [i for i in images if i in on_disk]
-        self.missing = len(images) - len(ids)
-        if self.missing:
-            logger.warning(
-                "SIIMPneumothorax: %d of %d images of %s have no film under %s; left out",
-                self.missing, len(images), self.csv_file.name, folder,
-            )  # fmt: skip
-        if not ids:
-            raise FileNotFoundError(f"SIIM-ACR: no '<ImageId>.dcm' film of the table in {folder}")
-        files = [on_disk[i] for i in ids]
+        found, self.missing = keep_present(
+            ((i, on_disk.get(i)) for i in images),
+            dataset="SIIMPneumothorax", what="images", table=self.csv_file, folder=folder,
+            hint=" (looked for '<ImageId>.dcm' in any subfolder)",
+        )  # fmt: skip
+        ids = [i for i, _ in found]
+        files = [p for _, p in found]
         studies = [p.relative_to(folder).parts[0] for p in files]
         self._set_records(files, [int(bool(images[i])) for i in ids], studies, SIIM_CLASSES)
         self.joint_transform = joint_transform  # after _set_records: masks come from codes

@@ -6,7 +6,8 @@ MIMIC-CXR-JPG's ``mimic-cxr-2.0.0-chexpert.csv.gz``, RSNA's
 ``stage_2_train_labels.csv.zip``, SIIM-ACR's ``train-rle.csv`` (whose header is
 ``ImageId, EncodedPixels``, with a space). :func:`read_table` reads any of them into
 a list of rows with stripped column names; :func:`find_table` finds a table by name
-whichever of the three forms is on disk.
+whichever of the three forms is on disk; :func:`keep_present` keeps the rows whose
+image is on disk, counting and logging the rest once.
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import os
 import zipfile
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 __all__ = ["TABLE_SUFFIXES", "find_table", "read_table"]
 
 #: Forms of a table, tried in this order by :func:`find_table`: plain, gzip, zip.
 TABLE_SUFFIXES: tuple[str, ...] = ("", ".gz", ".zip")
+
+logger = logging.getLogger(__name__)
+
+_Row = TypeVar("_Row")
 
 
 def _zip_member(archive: zipfile.ZipFile, path: Path) -> str:
@@ -136,3 +142,49 @@ def table_or_error(
 
 def _forms(names: Iterable[str]) -> str:
     return ", ".join(f"{n}[.gz|.zip]" for n in names)
+
+
+def existing(path: Path) -> Path | None:
+    """``path`` if it is a file, else None (the form :func:`keep_present` takes)."""
+    return path if path.is_file() else None
+
+
+def keep_present(
+    located: Iterable[tuple[_Row, Path | None]],
+    *,
+    dataset: str,
+    what: str,
+    table: Path,
+    folder: Path,
+    hint: str = "",
+) -> tuple[list[tuple[_Row, Path]], int]:
+    """Keep the table rows whose image was found; warn once about the rest.
+
+    Args:
+        located: ``(row, path)`` per table entry, ``path`` None where the image is absent
+            (see :func:`existing`).
+        dataset: Loader name used in the warning and error (e.g. ``"CheXpert"``).
+        what: What the entries are, plural (``"rows"``, ``"films"``).
+        table: The label table the entries come from.
+        folder: Where the images were looked for.
+        hint: Appended to the error, e.g. the file name pattern looked for.
+
+    Returns:
+        The ``(row, path)`` pairs with a path, in order, and how many were absent.
+
+    Raises:
+        FileNotFoundError: No entry has its image (names the table and the folder).
+    """
+    entries = list(located)
+    kept = [(row, path) for row, path in entries if path is not None]
+    missing = len(entries) - len(kept)
+    if missing:
+        logger.warning(
+            "%s: %d of %d %s of %s have no image under %s; they are left out",
+            dataset, missing, len(entries), what, table.name, folder,
+        )  # fmt: skip
+    if not kept:
+        raise FileNotFoundError(
+            f"{dataset}: none of the {len(entries)} {what} of {table} is under {folder}{hint}"
+        )
+    return kept, missing

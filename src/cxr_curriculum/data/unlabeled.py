@@ -51,7 +51,7 @@ class ImageFiles(Dataset[Any]):
 
     def __init__(
         self,
-        files: Sequence[Path],
+        files: Sequence[str | os.PathLike[str]],
         transform: Transform | None = None,
         *,
         on_error: OnError = "raise",

@@ -17,7 +17,6 @@ A finding marked by fewer than ``min_votes`` readers is negative (``uncertain=
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -29,12 +28,11 @@ from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import OnError, Transform
 from cxr_curriculum.data.findings import VINDR_FINDING_MAP
 from cxr_curriculum.data.multilabel import Box, MultiLabelDataset
-from cxr_curriculum.data.tables import read_table, table_or_error
+from cxr_curriculum.data.tables import existing, keep_present, read_table, table_or_error
 from cxr_curriculum.data.windowing import Window
 
 __all__ = ["VINDR_FINDINGS", "VINDR_NO_FINDING", "VinDrCXR"]
 
-logger = logging.getLogger(__name__)
 
 #: The 14 findings of VinDr-CXR's challenge table, in ``class_id`` order (0-13).
 VINDR_FINDINGS: tuple[str, ...] = (
@@ -132,20 +130,15 @@ class VinDrCXR(MultiLabelDataset):
                 f"readers (e.g. {few[0]}: {len(readers[few[0]])})"
             )
         folder = self.root / image_dir
-        found = {i: folder / f"{i}{suffix}" for i in marks}
-        found = {i: p for i, p in found.items() if p.is_file()}
-        self.missing = len(marks) - len(found)
-        if self.missing:
-            logger.warning(
-                "VinDrCXR: %d of %d images of %s are not in %s; they are left out",
-                self.missing, len(marks), self.csv_file.name, folder,
-            )  # fmt: skip
-        if not found:
-            raise FileNotFoundError(f"VinDr-CXR: no '*{suffix}' film of the table in {folder}")
-        ids = list(found)
+        found, self.missing = keep_present(
+            ((i, existing(folder / f"{i}{suffix}")) for i in marks),
+            dataset="VinDrCXR", what="images", table=self.csv_file, folder=folder,
+            hint=f" (looked for '<image_id>{suffix}')",
+        )  # fmt: skip
+        ids = [i for i, _ in found]
         votes = torch.tensor([[len(marks[i].get(c, ())) for c in classes] for i in ids])
         targets = self._consensus(votes)
-        keep = self._set_targets([found[i] for i in ids], targets, ids, classes)
+        keep = self._set_targets([p for _, p in found], targets, ids, classes)
         self.votes = votes[keep]
         self.readers: list[list[str]] = [sorted(readers[ids[k]]) for k in keep]
         self.boxes: list[list[Box]] = [list(boxes[ids[k]]) for k in keep]

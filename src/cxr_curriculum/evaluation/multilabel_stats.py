@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from cxr_curriculum.evaluation.multilabel import (
+    MultiLabelAUROC,
     column_aurocs,
     multilabel_auroc,
     multilabel_inputs,
@@ -54,6 +55,21 @@ def _with_macro(values: Tensor) -> Tensor:
     return torch.cat([values, macro.reshape(1).double()])
 
 
+def _prepare(
+    scores: Any,
+    targets: Any,
+    names: Sequence[str] | None,
+    min_positives: int,
+    min_negatives: int,
+) -> tuple[MultiLabelAUROC, Tensor, Tensor, list[str], list[int]]:
+    """Point estimate, checked ``(N, C)`` scores and targets, names, kept column indices."""
+    point = multilabel_auroc(
+        scores, targets, names, min_positives=min_positives, min_negatives=min_negatives
+    )
+    s, t, all_names = multilabel_inputs(scores, targets, names)
+    return point, s, t, all_names, [all_names.index(n) for n in point.per_finding]
+
+
 def multilabel_auroc_ci(
     scores: Any,
     targets: Any,
@@ -84,11 +100,7 @@ def multilabel_auroc_ci(
     Returns:
         A :class:`MultiLabelIntervals`; the estimates equal :func:`multilabel_auroc`.
     """
-    point = multilabel_auroc(
-        scores, targets, names, min_positives=min_positives, min_negatives=min_negatives
-    )
-    s, t, names = multilabel_inputs(scores, targets, names)
-    kept = [names.index(n) for n in point.per_finding]
+    point, s, t, _, kept = _prepare(scores, targets, names, min_positives, min_negatives)
     reps = bootstrap_replicates(
         lambda x, y: _with_macro(column_aurocs(x, y, kept)),
         s,
@@ -151,12 +163,8 @@ def paired_multilabel_auroc_test(
         A :class:`MultiLabelComparison` of :class:`~cxr_curriculum.stats.PairedComparison`
         (``metric`` is ``"auroc[<finding>]"`` or ``"macro_auroc"``).
     """
-    point = multilabel_auroc(
-        scores_a, targets, names, min_positives=min_positives, min_negatives=min_negatives
-    )
-    sa, t, names = multilabel_inputs(scores_a, targets, names)
-    sb, _, _ = multilabel_inputs(scores_b, targets, names)
-    kept = [names.index(n) for n in point.per_finding]
+    point, sa, t, all_names, kept = _prepare(scores_a, targets, names, min_positives, min_negatives)
+    sb, _, _ = multilabel_inputs(scores_b, targets, all_names)
 
     def both(xa: Tensor, xb: Tensor, y: Tensor) -> Tensor:
         return torch.cat(

@@ -46,6 +46,27 @@ def percentile_interval(replicates: Tensor, confidence: float = 0.95) -> tuple[f
     return float(low), float(high)
 
 
+def count_valid(replicates: Tensor, min_valid: float, what: str) -> int:
+    """Defined (non-NaN) entries of ``(B,)`` replicates; a ValueError if too few.
+
+    Args:
+        replicates: ``(B,)`` bootstrap replicates, NaN where the statistic was undefined.
+        min_valid: Smallest fraction of the ``B`` replicates that must be defined.
+        what: What was undefined, for the error (e.g. ``"value of the AUROC"``).
+
+    Raises:
+        ValueError: If fewer than ``max(1, min_valid * B)`` replicates are defined.
+    """
+    n_valid = int((~torch.isnan(replicates)).sum())
+    if n_valid < max(1, min_valid * replicates.numel()):
+        raise ValueError(
+            f"only {n_valid} of {replicates.numel()} bootstrap resamples gave a defined "
+            f"{what} (min_valid={min_valid}); use more items, fewer rare classes, or a "
+            "lower min_valid"
+        )
+    return n_valid
+
+
 @dataclass(frozen=True)
 class ConfidenceInterval:
     """A point estimate with a bootstrap percentile interval.
@@ -62,6 +83,11 @@ class ConfidenceInterval:
         n_valid: Resamples on which the statistic was defined (e.g. both classes
             present); the interval uses these.
         n_nan: Items left out because their value was NaN (e.g. an empty saliency map).
+        n_seeds: What the interval covers. ``None``: the test items only (one trained
+            model; a patient bootstrap). ``S``: the estimate is a mean over ``S``
+            training seeds and the interval is the two-level (seed x patient) bootstrap
+            of :func:`cxr_curriculum.study.two_level_interval`, which also covers the
+            training randomness; ``n``/``n_clusters`` then count test images/patients.
     """
 
     estimate: float
@@ -73,6 +99,7 @@ class ConfidenceInterval:
     n_resamples: int = 0
     n_valid: int = 0
     n_nan: int = 0
+    n_seeds: int | None = None
 
     @classmethod
     def from_replicates(
@@ -86,6 +113,7 @@ class ConfidenceInterval:
         n_nan: int = 0,
         min_valid: float = 0.0,
         what: str = "the statistic",
+        n_seeds: int | None = None,
     ) -> ConfidenceInterval:
         """Build the interval from ``(B,)`` bootstrap replicates (NaN = undefined).
 
@@ -98,22 +126,26 @@ class ConfidenceInterval:
             n_nan: Items left out as NaN.
             min_valid: Smallest fraction of the ``B`` resamples that must be valid.
             what: Name of the statistic for the error message.
+            n_seeds: Training seeds the replicates cover (see the class); ``None``: none.
 
         Raises:
             ValueError: If fewer than ``max(1, min_valid * B)`` replicates are valid.
         """
         v = replicates.detach().double().flatten()
         n_resamples = v.numel()
-        n_valid = int((~torch.isnan(v)).sum())
-        if n_valid < max(1, min_valid * n_resamples):
-            raise ValueError(
-                f"only {n_valid} of {n_resamples} bootstrap resamples gave a defined value of "
-                f"{what} (min_valid={min_valid}); use more items, fewer rare classes, or a "
-                "lower min_valid"
-            )
+        n_valid = count_valid(v, min_valid, f"value of {what}")
         low, high = percentile_interval(v, confidence)
         return cls(
-            float(estimate), low, high, confidence, n, n_clusters, n_resamples, n_valid, n_nan
+            float(estimate),
+            low,
+            high,
+            confidence,
+            n,
+            n_clusters,
+            n_resamples,
+            n_valid,
+            n_nan,
+            n_seeds,
         )
 
     def __str__(self) -> str:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from cxr_curriculum.stats.bootstrap import Statistic, bootstrap_replicates
 from cxr_curriculum.stats.delong import DeLongResult
-from cxr_curriculum.stats.intervals import check_confidence, percentile_interval
+from cxr_curriculum.stats.intervals import check_confidence, count_valid, percentile_interval
 from cxr_curriculum.stats.resample import Groups
 
 __all__ = ["PairedComparison", "bootstrap_p_value", "paired_bootstrap"]
@@ -74,6 +74,12 @@ class PairedComparison:
         n_resamples: Bootstrap resamples drawn.
         n_valid: Resamples on which both statistics were defined.
         delong: DeLong's test on the same items (AUROC comparisons), else None.
+        n_seeds: What the interval covers. ``None``: the test items only (two trained
+            models; a paired patient bootstrap). ``S``: ``estimate_a``/``estimate_b``
+            are means over ``S`` training seeds, paired by seed, and the interval and
+            p-value come from the two-level (seed x patient) bootstrap of
+            :func:`cxr_curriculum.study.compare_arms`, which also covers the training
+            randomness; ``n``/``n_clusters`` then count test images/patients.
     """
 
     metric: str
@@ -89,6 +95,7 @@ class PairedComparison:
     n_resamples: int = 0
     n_valid: int = 0
     delong: DeLongResult | None = None
+    n_seeds: int | None = None
 
     @classmethod
     def from_replicates(
@@ -103,6 +110,7 @@ class PairedComparison:
         n_clusters: int = 0,
         min_valid: float = 0.0,
         delong: DeLongResult | None = None,
+        n_seeds: int | None = None,
     ) -> PairedComparison:
         """Build the comparison from ``(B,)`` replicates of the difference (NaN = undefined).
 
@@ -115,12 +123,7 @@ class PairedComparison:
         """
         check_confidence(confidence)
         d = differences.detach().double().flatten()
-        n_valid = int((~torch.isnan(d)).sum())
-        if n_valid < max(1, min_valid * d.numel()):
-            raise ValueError(
-                f"only {n_valid} of {d.numel()} bootstrap resamples gave a defined {metric} "
-                f"for both sides (min_valid={min_valid}); use more items or a lower min_valid"
-            )
+        n_valid = count_valid(d, min_valid, f"{metric} for both sides")
         low, high = percentile_interval(d, confidence)
         return cls(
             metric,
@@ -136,13 +139,15 @@ class PairedComparison:
             d.numel(),
             n_valid,
             delong,
+            n_seeds,
         )
 
     def __str__(self) -> str:
         pct = round(100 * self.confidence)
+        over = "" if self.n_seeds is None else f" over {self.n_seeds} seeds"
         return (
             f"{self.metric}: {self.estimate_a:.3f} - {self.estimate_b:.3f} = "
-            f"{self.difference:+.3f} ({pct}% CI {self.low:+.3f} to {self.high:+.3f}), "
+            f"{self.difference:+.3f}{over} ({pct}% CI {self.low:+.3f} to {self.high:+.3f}), "
             f"p = {self.p_value:.3g}"
         )
 

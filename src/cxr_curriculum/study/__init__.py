@@ -8,7 +8,8 @@ Public names::
     Protocols                                 # downstream protocol settings
     CellKey, CellStore                        # the cell files on disk
     compare_arms, two_level_interval          # statistics across seeds and patients
-    AcrossSeedInterval, ArmComparison, SeedDifference
+    ArmComparison, SeedDifference             # (intervals: stats.ConfidenceInterval,
+                                              #  differences: stats.PairedComparison)
     rank_correlation, spearman, RankCorrelation   # AUROC vs lung attention
 
 See ``docs/study.md``.
@@ -21,7 +22,6 @@ from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols
 from cxr_curriculum.study.statistics import (
-    AcrossSeedInterval,
     ArmComparison,
     SeedDifference,
     compare_arms,
@@ -32,7 +32,6 @@ from cxr_curriculum.study.tasks import KermanyTask, Task
 
 __all__ = [
     "PROTOCOLS",
-    "AcrossSeedInterval",
     "Arm",
     "ArmComparison",
     "ArmStage",

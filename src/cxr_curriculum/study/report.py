@@ -6,6 +6,8 @@ Both read the dict of :meth:`StudyResults.to_dict`, so a report can be rebuilt f
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,8 +78,8 @@ def markdown_report(data: dict[str, Any]) -> str:
     lines += [
         "## Pairwise differences (arm a - arm b, paired by seed and test patient)",
         "",
-        "CI: two-level bootstrap (seeds, then patients), widened by sqrt(S/(S-1)) for S "
-        "seeds; wins: share of seeds where arm a is higher; DeLong p per seed covers "
+        "CI and p: two-level bootstrap (seeds, then patients), widened by sqrt(S/(S-1)) for "
+        "S seeds; wins: share of seeds where arm a is higher; DeLong p per seed covers "
         "the test set only.",
         "",
     ]
@@ -85,15 +87,19 @@ def markdown_report(data: dict[str, Any]) -> str:
     for c in data["comparisons"]:
         d = c["difference"]
         holds = "yes" if (d["low"] > 0 or d["high"] < 0) else "no"
-        delong = ", ".join(f"{s['difference']:+.3f} (p={s['delong_p']:.2g})" for s in c["per_seed"])
+        delong = ", ".join(
+            f"{s['difference']:+.3f} (p={s.get('delong_p_value', math.nan):.2g})"
+            for s in c["per_seed"]
+        )
         rows.append(
             [
                 c["task"],
                 f"{c['fraction']:g}",
                 c["protocol"],
                 f"{c['arm_a']} - {c['arm_b']}",
-                _signed(d["estimate"]),
+                _signed(d["difference"]),
                 f"[{_signed(d['low'])}, {_signed(d['high'])}]",
+                f"{d['p_value']:.2g}",
                 holds,
                 f"{c['share_a_wins']:.2f}",
                 delong,
@@ -107,6 +113,7 @@ def markdown_report(data: dict[str, Any]) -> str:
             "a - b",
             "mean diff",
             "95% CI",
+            "p",
             "excludes 0",
             "wins",
             "per seed (DeLong)",
@@ -163,7 +170,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def write_figures(data: dict[str, Any], folder: str | Path) -> list[Path]:
+def write_figures(data: dict[str, Any], folder: str | os.PathLike[str]) -> list[Path]:
     """AUROC vs label fraction per arm (CI bands) and lung lift vs AUROC per model.
 
     Raises:

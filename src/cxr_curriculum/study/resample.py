@@ -5,24 +5,33 @@ image appears in the resample (every image of a drawn patient counts once per dr
 Metrics are then computed as weighted metrics on the full test set, which lets
 thousands of replicates run as one ``(R, N)`` tensor operation instead of a Python loop
 (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, Ch. 6; clusters as in
-Field & Welsh, JRSS-B 2007).
+Field & Welsh, JRSS-B 2007). The two-level (seed x patient) replicates of a mean over
+seeds are built here too (:func:`two_level_replicates`, :func:`widen_replicates`; see
+:mod:`cxr_curriculum.study.statistics`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from cxr_curriculum.stats import resample_clusters
+from cxr_curriculum.stats import Replicates, cluster_codes, resample_clusters
 
 __all__ = [
     "patient_weights",
     "seed_draws",
+    "two_level_replicates",
     "weighted_binary_auroc",
     "weighted_mean",
+    "widen_replicates",
 ]
+
+#: ``per_seed(j, weights (R, N)) -> (R,)``: the statistic of seed ``j`` under weights.
+PerSeedStatistic = Callable[[int, Tensor], Tensor]
 
 
 def patient_weights(codes: Tensor, n_resamples: int, generator: torch.Generator) -> Tensor:
@@ -99,3 +108,63 @@ def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
     total = w.sum(1)
     out = (w * torch.where(ok, v, torch.zeros_like(v))).sum(1) / total
     return torch.where(total > 0, out, torch.full_like(out, math.nan))
+
+
+def two_level_replicates(
+    per_seed: PerSeedStatistic,
+    n_seeds: int,
+    groups: Sequence[Any] | Tensor | None,
+    n_items: int,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Replicates:
+    """The mean over seeds of a per-seed statistic, on the full test set and on replicates.
+
+    Each replicate draws ``S`` seeds with replacement and one patient resample (image
+    weights) shared by every drawn seed; its value is the mean over the drawn seeds.
+    These are the raw replicates (no ``sqrt(S/(S-1))`` correction).
+
+    Args:
+        per_seed: ``per_seed(j, w)`` returns the ``(R,)`` statistic of seed ``j`` for
+            ``(R, N)`` image weights ``w`` (all ones: the full test set); NaN if undefined.
+        n_seeds: Number of seeds ``S`` (>= 1).
+        groups: Patient id per test image (``None``: every image its own patient).
+        n_items: Test images ``N``.
+        n_resamples: Bootstrap replicates ``B`` (>= 2).
+        seed: Seed of the resampling generator.
+
+    Returns:
+        :class:`~cxr_curriculum.stats.Replicates` with ``estimate (1,)`` (mean over
+        seeds on the full test set), ``values (B, 1)``, ``n = N`` and ``n_clusters`` =
+        patients.
+    """
+    if n_resamples < 2:
+        raise ValueError(f"n_resamples must be >= 2; got {n_resamples}")
+    codes = cluster_codes(groups, n_items)
+    ones = torch.ones(1, n_items, dtype=torch.float64)
+    point = torch.cat([per_seed(j, ones).reshape(1) for j in range(n_seeds)]).double()
+    gen = torch.Generator().manual_seed(seed)
+    draws = seed_draws(n_seeds, n_resamples, gen)
+    weights = patient_weights(codes, n_resamples, gen)
+    total = torch.zeros(n_resamples, dtype=torch.float64)
+    for j in range(n_seeds):
+        count = (draws == j).sum(1).double()
+        rows = count > 0
+        total[rows] += count[rows] * per_seed(j, weights[rows]).double()
+    n_clusters = int(codes.max()) + 1 if n_items else 0
+    return Replicates(point.mean().reshape(1), (total / n_seeds)[:, None], n_items, n_clusters)
+
+
+def widen_replicates(reps: Replicates, n_seeds: int, bounds: tuple[float, float]) -> Tensor:
+    """``(B,)`` replicates moved away from the estimate by ``sqrt(S/(S-1))``, clipped.
+
+    Percentiles are equivariant under this affine map, so the percentile interval of the
+    result is the raw one widened around the estimate; all NaN for one seed.
+    """
+    values = reps.values[:, 0]
+    if n_seeds < 2:
+        return torch.full_like(values, math.nan)
+    est = float(reps.estimate[0])
+    out = est + math.sqrt(n_seeds / (n_seeds - 1)) * (values - est)
+    return out.clamp(bounds[0], bounds[1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import partial
@@ -117,6 +118,7 @@ class StudyResults:
                     task.test_labels,
                     task.test_groups,
                     metric=None if binary else task.weighted_metric,
+                    metric_name=task.metric,
                     seeds=seeds,
                     names=(a, b),
                     n_resamples=self.n_resamples,
@@ -223,7 +225,7 @@ class StudyResults:
             "cells": [{**k.to_dict(), **_brief(c)} for k, c in sorted(self.cells.items())],
         }
 
-    def write(self, folder: str | Path, figures: bool = True) -> dict[str, Any]:
+    def write(self, folder: str | os.PathLike[str], figures: bool = True) -> dict[str, Any]:
         """Write ``results.json`` and ``report.md`` (and figures if matplotlib is present)."""
         from cxr_curriculum.study.report import markdown_report, write_figures
 

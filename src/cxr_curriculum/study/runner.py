@@ -10,6 +10,7 @@ fine-tuned models, the lung-attention score of :class:`~cxr_curriculum.LungAtten
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ def pretrain(
     data: Dataset[Any] | None,
     batch_size: int,
     image_size: int,
-    checkpoint_dir: Path,
+    checkpoint_dir: str | os.PathLike[str],
     device: str | torch.device | None = None,
     workers: int = 0,
 ) -> tuple[Backbone, dict[str, Any]]:
@@ -107,7 +108,7 @@ def pretrain(
     ]
     cur = Curriculum(
         stages,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=Path(checkpoint_dir),
         seed=seed,
         progress=False,
         device=device,

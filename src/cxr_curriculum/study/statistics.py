@@ -13,9 +13,14 @@ draws, per replicate, the seeds with replacement (outer level) and one patient
 resample (inner level) shared by every drawn seed and both arms, because every model
 was tested on the same patients: the pairing by seed and by patient is kept. The
 statistic is the mean over the drawn seeds. With ``S`` seeds the bootstrap variance of
-a mean is too small by ``(S - 1) / S``, so the reported interval is the percentile
-interval of the replicates widened around the estimate by ``sqrt(S / (S - 1))``; the
-raw percentile interval is reported next to it. When arms differ only by seed,
+a mean is too small by ``(S - 1) / S``, so every replicate is moved away from the
+estimate by ``sqrt(S / (S - 1))`` before the percentile interval and the p-value
+(:func:`cxr_curriculum.stats.bootstrap_p_value`, the package's one definition) are
+taken: the p-value is the test that inverts the reported interval. One seed gives no
+interval (NaN). The results are the package's own classes:
+:class:`~cxr_curriculum.stats.ConfidenceInterval` for one arm and
+:class:`~cxr_curriculum.stats.PairedComparison` for a difference, with ``n_seeds`` set
+to say that they cover the seeds as well as the test patients. When arms differ only by seed,
 resampling patients counts part of the test-set noise twice (it is already in the
 spread between seeds), so the interval errs on the wide side when seed variation is
 small. ``tests/test_study_statistics.py`` checks the coverage by simulation.
@@ -25,70 +30,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from cxr_curriculum.stats import cluster_codes, delong_test, percentile_interval
+from cxr_curriculum.stats import (
+    ConfidenceInterval,
+    DeLongResult,
+    PairedComparison,
+    delong_test,
+)
 from cxr_curriculum.stats.intervals import check_confidence
 from cxr_curriculum.study.resample import (
-    patient_weights,
-    seed_draws,
+    PerSeedStatistic,
+    two_level_replicates,
     weighted_binary_auroc,
+    widen_replicates,
 )
 
 __all__ = [
-    "AcrossSeedInterval",
     "ArmComparison",
     "SeedDifference",
     "compare_arms",
     "two_level_interval",
+    "two_level_replicates",
 ]
 
-#: ``per_seed(j, weights (R, N)) -> (R,)``: the statistic of seed ``j`` under weights.
-PerSeedStatistic = Callable[[int, Tensor], Tensor]
 #: ``metric(scores of one model, weights (R, N)) -> (R,)``, e.g. a task's weighted AUROC.
 Metric = Callable[[Tensor, Tensor], Tensor]
 
 
-@dataclass(frozen=True)
-class AcrossSeedInterval:
-    """The mean over seeds of a statistic, with a two-level bootstrap interval.
-
-    Attributes:
-        estimate: Mean over seeds of the statistic on the full test set.
-        low: Lower bound: the percentile bound moved away from ``estimate`` by the factor
-            ``sqrt(S/(S-1))`` (NaN for one seed).
-        high: Upper bound.
-        se: Standard deviation of the two-level bootstrap replicates.
-        percentile_low: Lower percentile bound of the replicates (no small-sample fix).
-        percentile_high: Upper percentile bound.
-        confidence: Coverage, e.g. 0.95.
-        n_seeds: Seeds ``S``.
-        n_resamples: Bootstrap replicates.
-        n_valid: Replicates on which the statistic was defined.
-    """
-
-    estimate: float
-    low: float
-    high: float
-    se: float
-    percentile_low: float
-    percentile_high: float
-    confidence: float
-    n_seeds: int
-    n_resamples: int
-    n_valid: int
-
-    def covers(self, value: float = 0.0) -> bool:
-        """Whether ``value`` lies inside ``[low, high]``."""
-        return bool(self.low <= value <= self.high)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict."""
-        return asdict(self)
+def _check_valid(values: Tensor, n_seeds: int) -> None:
+    if n_seeds > 1 and int((~torch.isnan(values)).sum()) < 2:
+        raise ValueError("fewer than two bootstrap replicates gave a defined statistic")
 
 
 def two_level_interval(
@@ -101,7 +77,7 @@ def two_level_interval(
     confidence: float = 0.95,
     seed: int = 0,
     bounds: tuple[float, float] = (-math.inf, math.inf),
-) -> AcrossSeedInterval:
+) -> ConfidenceInterval:
     """Two-level bootstrap interval of the mean over seeds of a per-seed statistic.
 
     Args:
@@ -117,58 +93,72 @@ def two_level_interval(
             interval is clipped to it.
 
     Returns:
-        An :class:`AcrossSeedInterval`.
+        A :class:`~cxr_curriculum.stats.ConfidenceInterval` with ``n_seeds = S``:
+        ``estimate`` is the mean over seeds, ``[low, high]`` the widened two-level
+        percentile interval (NaN for one seed), ``n``/``n_clusters`` the test
+        images/patients.
     """
-    if n_resamples < 2:
-        raise ValueError(f"n_resamples must be >= 2; got {n_resamples}")
     check_confidence(confidence)
-    ones = torch.ones(1, n_items, dtype=torch.float64)
-    point = torch.cat([per_seed(j, ones).reshape(1) for j in range(n_seeds)]).double()
-    gen = torch.Generator().manual_seed(seed)
-    draws = seed_draws(n_seeds, n_resamples, gen)
-    weights = patient_weights(cluster_codes(groups, n_items), n_resamples, gen)
-    total = torch.zeros(n_resamples, dtype=torch.float64)
-    for j in range(n_seeds):
-        count = (draws == j).sum(1).double()
-        rows = count > 0
-        total[rows] += count[rows] * per_seed(j, weights[rows]).double()
-    replicates = total / n_seeds
-    valid = replicates[~torch.isnan(replicates)]
-    if valid.numel() < 2:
-        raise ValueError("fewer than two bootstrap replicates gave a defined statistic")
-    p_low, p_high = percentile_interval(valid, confidence)
-    estimate, se = float(point.mean()), float(valid.std())
-    if n_seeds > 1:
-        widen = math.sqrt(n_seeds / (n_seeds - 1))
-        low = max(bounds[0], estimate - widen * (estimate - p_low))
-        high = min(bounds[1], estimate + widen * (p_high - estimate))
-    else:
-        low = high = math.nan
-    return AcrossSeedInterval(
-        estimate, low, high, se, p_low, p_high, confidence, n_seeds, n_resamples, valid.numel()
+    reps = two_level_replicates(
+        per_seed, n_seeds, groups, n_items, n_resamples=n_resamples, seed=seed
+    )
+    values = widen_replicates(reps, n_seeds, bounds)
+    _check_valid(reps.values[:, 0], n_seeds)
+    if n_seeds < 2:
+        return ConfidenceInterval(
+            float(reps.estimate[0]),
+            math.nan,
+            math.nan,
+            confidence,
+            reps.n,
+            reps.n_clusters,
+            n_resamples,
+            0,
+            n_seeds=n_seeds,
+        )
+    return ConfidenceInterval.from_replicates(
+        float(reps.estimate[0]),
+        values,
+        confidence=confidence,
+        n=reps.n,
+        n_clusters=reps.n_clusters,
+        n_seeds=n_seeds,
     )
 
 
 @dataclass(frozen=True)
 class SeedDifference:
-    """One seed's paired comparison (DeLong 1988 on the same test images; binary AUROC).
+    """One seed's paired comparison of the two arms' models on the same test images.
+
+    Field names as in :class:`~cxr_curriculum.stats.PairedComparison`.
 
     Attributes:
         seed: The training seed.
-        auroc_a: AUROC of arm a's model of this seed.
-        auroc_b: AUROC of arm b's model.
-        difference: ``auroc_a - auroc_b``.
-        delong_z: DeLong's z statistic (NaN for other metrics).
-        delong_p: Two-sided DeLong p-value, covering the test set only (NaN for other
-            metrics).
+        estimate_a: The metric of arm a's model of this seed.
+        estimate_b: The metric of arm b's model.
+        difference: ``estimate_a - estimate_b``.
+        delong: DeLong's paired test (DeLong et al. 1988) of the two AUROCs, covering the
+            test set only; ``None`` for other metrics (e.g. a macro AUROC).
     """
 
     seed: int
-    auroc_a: float
-    auroc_b: float
+    estimate_a: float
+    estimate_b: float
     difference: float
-    delong_z: float
-    delong_p: float
+    delong: DeLongResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A flat JSON-ready dict; DeLong's variance, z and p-value are prefixed ``delong_``."""
+        out: dict[str, Any] = {
+            "seed": self.seed,
+            "estimate_a": self.estimate_a,
+            "estimate_b": self.estimate_b,
+            "difference": self.difference,
+        }
+        if self.delong is not None:
+            d = self.delong.to_dict()
+            out.update({f"delong_{k}": d[k] for k in ("variance", "z", "p_value")})
+        return out
 
 
 @dataclass(frozen=True)
@@ -178,14 +168,15 @@ class ArmComparison:
     Attributes:
         arm_a: Name of arm a.
         arm_b: Name of arm b.
-        difference: Mean over seeds of ``AUROC_a - AUROC_b`` with its two-level interval.
-        share_a_wins: Share of seeds in which arm a's AUROC is higher (ties count half).
-        per_seed: The per-seed DeLong comparisons.
+        difference: The comparison over seeds (``n_seeds`` set): means over seeds of each
+            arm's metric, their difference, its widened two-level interval and p-value.
+        share_a_wins: Share of seeds in which arm a's metric is higher (ties count half).
+        per_seed: The per-seed comparisons (with DeLong's test for a binary AUROC).
     """
 
     arm_a: str
     arm_b: str
-    difference: AcrossSeedInterval
+    difference: PairedComparison
     share_a_wins: float
     per_seed: tuple[SeedDifference, ...]
 
@@ -196,7 +187,7 @@ class ArmComparison:
             "arm_b": self.arm_b,
             "difference": self.difference.to_dict(),
             "share_a_wins": self.share_a_wins,
-            "per_seed": [asdict(s) for s in self.per_seed],
+            "per_seed": [s.to_dict() for s in self.per_seed],
         }
 
 
@@ -207,6 +198,7 @@ def compare_arms(
     groups: Sequence[Any] | Tensor | None = None,
     *,
     metric: Metric | None = None,
+    metric_name: str = "auroc",
     seeds: Sequence[int] | None = None,
     names: tuple[str, str] = ("a", "b"),
     n_resamples: int = 2000,
@@ -223,7 +215,8 @@ def compare_arms(
             dimension is the ``N`` test images).
         groups: Patient id per test image.
         metric: ``metric(scores_row, weights (R, N)) -> (R,)``; ``None``: binary AUROC
-            (then each seed also gets DeLong's paired test; otherwise its fields are NaN).
+            (then each seed also gets DeLong's paired test; otherwise ``delong`` is None).
+        metric_name: Name recorded in the :class:`~cxr_curriculum.stats.PairedComparison`.
         seeds: The seed values (for the per-seed rows); default ``0..S-1``.
         names: ``(arm a, arm b)``.
         n_resamples: Bootstrap replicates.
@@ -231,8 +224,10 @@ def compare_arms(
         seed: Seed of the resampling generator.
 
     Returns:
-        An :class:`ArmComparison`.
+        An :class:`ArmComparison`; its ``difference`` has NaN ``low``/``high``/``p_value``
+        for one seed.
     """
+    check_confidence(confidence)
     a, b = torch.as_tensor(scores_a).double(), torch.as_tensor(scores_b).double()
     y = torch.as_tensor(labels)
     n_items = int(y.shape[0])
@@ -256,25 +251,44 @@ def compare_arms(
     def diff(j: int, w: Tensor) -> Tensor:
         return fn(a[j], w) - fn(b[j], w)
 
-    interval = two_level_interval(
-        diff,
-        n_seeds,
-        groups,
-        n_items,
-        n_resamples=n_resamples,
-        confidence=confidence,
-        seed=seed,
-        bounds=(-1.0, 1.0),
-    )
+    reps = two_level_replicates(diff, n_seeds, groups, n_items, n_resamples=n_resamples, seed=seed)
+    _check_valid(reps.values[:, 0], n_seeds)
     rows = []
     ones = torch.ones(1, n_items, dtype=torch.float64)
     for j, s in enumerate(seed_values):
-        if metric is None:
-            d = delong_test(a[j], b[j], y)
-            rows.append(SeedDifference(int(s), d.auroc_a, d.auroc_b, d.difference, d.z, d.p_value))
-        else:
-            va, vb = float(fn(a[j], ones)[0]), float(fn(b[j], ones)[0])
-            rows.append(SeedDifference(int(s), va, vb, va - vb, math.nan, math.nan))
+        va, vb = float(fn(a[j], ones)[0]), float(fn(b[j], ones)[0])
+        delong = delong_test(a[j], b[j], y) if metric is None else None
+        rows.append(SeedDifference(int(s), va, vb, va - vb, delong))
+    mean_a = sum(r.estimate_a for r in rows) / n_seeds
+    mean_b = sum(r.estimate_b for r in rows) / n_seeds
+    values = widen_replicates(reps, n_seeds, (-1.0, 1.0))
+    if n_seeds < 2:
+        nan = math.nan
+        summary = PairedComparison(
+            metric_name,
+            mean_a,
+            mean_b,
+            mean_a - mean_b,
+            nan,
+            nan,
+            nan,
+            confidence,
+            reps.n,
+            reps.n_clusters,
+            n_resamples,
+            0,
+            n_seeds=n_seeds,
+        )
+    else:
+        summary = PairedComparison.from_replicates(
+            metric_name,
+            mean_a,
+            mean_b,
+            values,
+            confidence=confidence,
+            n=reps.n,
+            n_clusters=reps.n_clusters,
+            n_seeds=n_seeds,
+        )
     wins = sum(1.0 if r.difference > 0 else 0.5 if r.difference == 0 else 0.0 for r in rows)
-    wins /= n_seeds
-    return ArmComparison(names[0], names[1], interval, wins, tuple(rows))
+    return ArmComparison(names[0], names[1], summary, wins / n_seeds, tuple(rows))
