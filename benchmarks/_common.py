@@ -11,57 +11,27 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from cxr_curriculum.study import provenance
 
 __all__ = ["REPO", "machine_info", "markdown_table", "versions", "write_results"]
 
 #: Repository root (the parent of ``benchmarks/``).
 REPO = Path(__file__).resolve().parent.parent
 
-_PACKAGES = (
-    "torch",
-    "torchvision",
-    "numpy",
-    "lightly",
-    "timm",
-    "segmentation-models-pytorch",
-    "scikit-learn",
-    "grad-cam",
-)
+#: Libraries the benchmarks compare against, recorded beside the library's own.
+_COMPARED = ("lightly", "scikit-learn", "grad-cam")
 
 
 def versions() -> dict[str, str]:
     """Installed versions of Python, this package and the libraries benchmarks use."""
-    out = {"python": platform.python_version()}
-    for pkg in ("cxr_curriculum", *_PACKAGES):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            if pkg == "cxr_curriculum":
-                try:
-                    from cxr_curriculum import __version__
-
-                    out[pkg] = f"{__version__} (source tree)"
-                except ImportError:
-                    pass
-    return out
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return provenance.versions(extra=_COMPARED)
 
 
 def _git_commit() -> str | None:
@@ -80,28 +50,16 @@ def _git_commit() -> str | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, core count, torch threads and GPU (if any) of this machine."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-    }
+    """The study's machine record (CPU, cores, threads, load, GPU) plus affinity and niceness."""
+    info = provenance.machine_info()
     with contextlib.suppress(AttributeError):
         info["affinity_cores"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError, AttributeError):
         info["niceness"] = os.nice(0)
-    with contextlib.suppress(OSError):
-        info["load_average_1m"] = round(os.getloadavg()[0], 2)
-    try:
+    if "gpu" in info:
         import torch
 
-        info["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-            info["gpu_count"] = torch.cuda.device_count()
-            info["cuda"] = torch.version.cuda
-    except ImportError:
-        pass
+        info["gpu_count"] = torch.cuda.device_count()
     return info
 
 

@@ -1,4 +1,8 @@
-"""Where and how a study ran: command, library versions, machine (recorded in results.json)."""
+"""Where and how a run happened: command, library versions, machine.
+
+Recorded in a study's ``results.json`` and, through ``benchmarks/_common.py``, in every
+benchmark record, so both describe a machine the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import platform
 import shlex
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,7 @@ import torch
 
 from cxr_curriculum._version import __version__
 
-__all__ = ["command_line", "machine_info", "versions"]
+__all__ = ["command_line", "cpu_name", "machine_info", "versions"]
 
 _PACKAGES = ("torch", "torchvision", "numpy", "timm", "segmentation-models-pytorch")
 
@@ -28,16 +33,20 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["python", *args])
 
 
-def versions() -> dict[str, str]:
-    """Python, this library and the main dependencies."""
+def versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Python, this library and the main dependencies, plus the ``extra`` packages.
+
+    Packages that are not installed are left out.
+    """
     out = {"python": platform.python_version(), "cxr_curriculum": __version__}
-    for pkg in _PACKAGES:
+    for pkg in (*_PACKAGES, *extra):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
     return out
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -49,7 +58,7 @@ def machine_info() -> dict[str, Any]:
     """CPU, cores, torch threads, ``OMP_NUM_THREADS`` and the GPU if any."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
