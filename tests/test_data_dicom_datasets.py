@@ -13,8 +13,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import os
-import shutil
 import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from _standins import place
 from cxr_curriculum.data import (
     CANONICAL_FINDINGS,
     VINDR_FINDINGS,
@@ -45,15 +44,6 @@ pytest.importorskip("pydicom")
 NIH_DCM = "dicom-cxr/nih-dicom/1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm"
 SIIM = "dicom-cxr/siim-acr-pneumothorax"
 COL = {c: k for k, c in enumerate(CANONICAL_FINDINGS)}
-
-
-def place(src: Path, dst: Path) -> None:
-    """Put a real stand-in film at ``dst`` (a symlink, or a copy where links fail)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.symlink(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 # -------------------------------------------------------------------------- RSNA

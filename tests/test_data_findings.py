@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _standins import place
 from cxr_curriculum.data import (
     CANONICAL_FINDINGS,
     CHEXPERT_FINDING_MAP,
@@ -148,14 +147,6 @@ def test_nih_mapping_never_invents_a_negative(rows: list[list[float]]) -> None:
 # ---------------------------------------------------------------------- pooling
 
 
-def _place(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.symlink(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 @pytest.mark.realdata
 def test_pooling_nih_and_chexpert_keeps_unknowns(data_root: Path, tmp_path: Path) -> None:
     tables = data_root / "label-tables"
@@ -165,7 +156,7 @@ def test_pooling_nih_and_chexpert_keeps_unknowns(data_root: Path, tmp_path: Path
     (tmp_path / "train.csv").write_text("".join(lines), encoding="utf-8")
     jpegs = sorted((data_root / "kermany-pneumonia" / "test" / "PNEUMONIA").glob("*.jpeg"))
     for k, line in enumerate(lines[1:]):
-        _place(jpegs[k], tmp_path / line.split(",")[0])
+        place(jpegs[k], tmp_path / line.split(",")[0])
     chex = CheXpert(tmp_path)
     pool = FindingsPool(nih, chex)
     assert len(pool) == 1000 + 120 and pool.classes == list(CANONICAL_FINDINGS)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
-import os
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Subset
 
+from _standins import place
 from cxr_curriculum.data import (
     CHEXPERT_OBSERVATIONS,
     MIMICCXR,
@@ -47,15 +46,6 @@ TABLES = "label-tables"
 NIH_GZ = "Data_Entry_2017_v2020.csv.gz"
 PADCHEST_GZ = "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.head500.csv.gz"
 CODE = {"1.0": 1.0, "0.0": 0.0, "": math.nan}
-
-
-def place(src: Path, dst: Path) -> None:
-    """Put a real stand-in image at ``dst`` (a symlink, or a copy where links fail)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.symlink(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def table_lines(path: Path) -> list[str]:
