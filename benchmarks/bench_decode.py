@@ -242,8 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     notes = (
         f"One process, {args.threads} torch thread(s); the cache was built with "
         f"{args.workers} worker processes. Load average (1 min) {load_start} at the start, "
-        f"{load_end} at the end: the machine was shared, so absolute times are noisy; the "
-        "ratios compare arms measured back to back in this run."
+        f"{load_end} at the end (a load near or above the core count means other work "
+        "shared the machine and absolute times are noisy); the ratios compare arms "
+        "measured back to back in this run."
     )
     write_results(
         name,
