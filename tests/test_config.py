@@ -178,5 +178,7 @@ protocols = ["knn"]
     task = study.tasks[0]
     assert isinstance(task, NIHFindingsTask) and task.metric == "macro_auroc"
     assert (task.test_share, task.min_positives) == (0.25, 4)
-    with pytest.raises(ConfigError, match=r"tasks\[0\]\.stride: unknown key"):
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.min_positive: unknown key; did you"):
+        load_study(_write(tmp_path, text.replace("min_positives = 4", "min_positive = 2")))
+    with pytest.raises(ConfigError, match=r"tasks\[0\]: stride and cache need a binary NIH"):
         load_study(_write(tmp_path, text.replace("min_positives = 4", "stride = 2")))

@@ -69,11 +69,27 @@ def test_kermany_default_root_item_and_subtype_target(data_root: Path) -> None:
     assert item.label == ds.labels[-1] and item.patient_id == ds.patient_ids[-1]
 
 
+@pytest.mark.realdata
+def test_kermany_normal2_series_are_other_patients(data_root: Path) -> None:
+    """Regression (issue 17): the real test split has 427 patients, not 404."""
+    test = KermanyPneumonia(data_root / "kermany-pneumonia", split="test")
+    assert len(set(test.patient_ids)) == 427
+    normal2 = {p for p, f in zip(test.patient_ids, test.files, strict=True)
+               if f.name.startswith("NORMAL2-")}  # fmt: skip
+    series = {p for p, f in zip(test.patient_ids, test.files, strict=True)
+              if f.name.startswith("IM-")}  # fmt: skip
+    assert normal2 and series and not normal2 & series
+    merged = {p.removeprefix("NORMAL2-") for p in normal2} & series
+    assert len(merged) == 427 - 404  # the ids the old rule merged
+
+
 def test_kermany_patient_ids() -> None:
     assert kermany_patient_id("person1000_virus_1681.jpeg") == "person1000"
     assert kermany_patient_id("person100_bacteria_475.jpeg") == "person100"
     assert kermany_patient_id("IM-0011-0001-0002.jpeg") == "IM-0011"
-    assert kermany_patient_id("NORMAL2-IM-0383-0001.jpeg") == "IM-0383"
+    # NORMAL2-IM-x and IM-x are different patients (issue 17; see kermany_patient_id).
+    assert kermany_patient_id("NORMAL2-IM-0383-0001.jpeg") == "NORMAL2-IM-0383"
+    assert kermany_patient_id("normal2-im-0383-0001.jpeg") == "NORMAL2-IM-0383"
     assert kermany_subtype("person1000_virus_1681.jpeg") == "virus"
     assert kermany_subtype("IM-0011-0001.jpeg") == "normal"
     with pytest.raises(ValueError, match="cannot parse"):

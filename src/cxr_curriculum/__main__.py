@@ -53,10 +53,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pretrained: checkpoints in {run.curriculum.checkpoint_dir}")
             return 0
         study = load_study(args.config)
+        try:  # every task, file start and the pretraining images, before any training
+            checked = study.check()
+        except ValueError as err:
+            raise ConfigError(f"{args.config}: {err}") from err
         if args.check:
             print(
                 f"{args.config}: valid ({len(study.cells())} cells, {len(study.pending())} to do)"
             )
+            for line in checked:
+                print(f"  {line}")
             return 0
         if args.report_only:
             study.results().write(study.output)

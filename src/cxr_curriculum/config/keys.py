@@ -90,11 +90,16 @@ class Table:
         """Read ``name`` (checked against ``kinds`` and ``choices``) or return ``default``.
 
         Raises:
-            ConfigError: If missing while ``required``, of the wrong type, or not a choice.
+            ConfigError: If missing while ``required`` (when an unread key looks like a
+                typo of ``name``, that key is named: ``tasks[0].kindd: unknown key; did
+                you mean 'kind'?``), of the wrong type, or not a choice.
         """
         self._used.add(name)
         if name not in self.data:
             if required:
+                typo = self._typo_of(name)
+                if typo is not None:
+                    raise ConfigError(f"{self.key(typo)}: unknown key; did you mean {name!r}?")
                 raise ConfigError(f"{self.key(name)}: required key is missing")
             return default
         value = check_type(self.key(name), self.data[name], kinds)
@@ -103,6 +108,12 @@ class Table:
             if value not in allowed:
                 raise ConfigError(f"{self.key(name)}: expected one of {allowed}, got {value!r}")
         return value
+
+    def _typo_of(self, name: str) -> str | None:
+        """A key of the table that is not read yet and looks like a misspelt ``name``."""
+        unread = [k for k in self.data if k not in self._used]
+        close = difflib.get_close_matches(name, unread, n=1, cutoff=0.75)
+        return close[0] if close else None
 
     def table(self, name: str, *, required: bool = False) -> Table:
         """The sub-table ``name`` (empty if absent and not required)."""

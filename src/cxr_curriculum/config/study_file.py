@@ -2,16 +2,22 @@
 
 Top level: ``output``, ``pretrain_dir``, ``seeds``, ``arch``, ``batch_size``,
 ``image_size``, ``threads``, ``device``, ``workers``; tables ``[data]`` (the pretraining
-pool), ``[[arms]]`` (``name``, ``start``, ``[[arms.stages]]``), ``[[tasks]]`` (``kind``,
-``name``, ``root``; Kermany: ``stride``, ``cache``, ``cache_long_side``,
-``cache_workers``; NIH: ``csv_file``, ``test_share``, ``split_seed``, ``min_positives``) and
-``[evaluation]`` (``fractions``, ``protocols`` and
-the :class:`~cxr_curriculum.study.Protocols` settings).
+pool, :mod:`~cxr_curriculum.config.data_sources`, plus ``exclude_test_patients``),
+``[[arms]]`` (``name``, ``start``: ``"random"``, ``"imagenet"`` or ``"file:PATH"``,
+``[[arms.stages]]``), ``[[tasks]]`` (``kind``: a key of
+:data:`~cxr_curriculum.study.TASK_KINDS`, whose builder's keyword arguments are the
+table's other keys, or ``"python:package.module:Class"`` with that class's constructor
+arguments) and ``[evaluation]`` (``fractions``, ``protocols`` and the
+:class:`~cxr_curriculum.study.Protocols` settings).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from cxr_curriculum.config.builders import build_data, build_method, stage_options
 from cxr_curriculum.config.keys import ConfigError, Table
@@ -19,22 +25,32 @@ from cxr_curriculum.study import (
     PROTOCOLS,
     Arm,
     ArmStage,
-    KermanyTask,
-    NIHFindingsTask,
     Protocols,
     Study,
     Task,
 )
+from cxr_curriculum.study import TASK_KINDS as _BUILDERS
+from cxr_curriculum.study.task_kinds import DEFAULT_FOLDERS, custom_task_class
 
 __all__ = ["TASK_KINDS", "study_from_table"]
 
-#: Task kinds a ``[[tasks]]`` table may name.
-TASK_KINDS = ("kermany", "nih")
+#: Task kinds a ``[[tasks]]`` table may name (besides ``"python:package.module:Class"``).
+TASK_KINDS = tuple(sorted(_BUILDERS))
+_CUSTOM = "python:package.module:Class"
+#: Options that name a file or folder: checked to exist when the file is read.
+_PATH_OPTIONS = ("root", "table", "csv_file", "valid_csv")
 
 
 def _arm(table: Table) -> Arm:
     name = table.get("name", "str", required=True)
-    start = table.get("start", "str", "random", choices=("random", "imagenet"))
+    start = table.get("start", "str", "random")
+    if start not in ("random", "imagenet") and not start.startswith("file:"):
+        raise ConfigError(
+            f"{table.key('start')}: expected one of ['random', 'imagenet', 'file:PATH'], "
+            f"got {start!r}"
+        )
+    if start.startswith("file:") and not Path(start[len("file:") :]).is_file():
+        raise ConfigError(f"{table.key('start')}: file {start[len('file:') :]!r} not found")
     stages = []
     for t in table.tables("stages"):
         method = build_method(t.get("method", ["str", "table"], required=True), t.key("method"))
@@ -53,46 +69,81 @@ def _arm(table: Table) -> Arm:
         raise ConfigError(f"{table.path}: {err}") from err
 
 
-def _task(table: Table) -> Task:
-    kind = table.get("kind", "str", required=True, choices=TASK_KINDS)
-    name = table.get("name", "str", kind)
-    root = table.get("root", "str")
-    if kind == "nih":
-        csv_file = table.get("csv_file", "str")
-        share = table.get("test_share", "number", 0.3)
-        split_seed = table.get("split_seed", "int", 0)
-        min_positives = table.get("min_positives", "int", 5)
-        table.finish()
-        try:
-            return NIHFindingsTask(
-                root,
-                csv_file,
-                test_share=share,
-                split_seed=split_seed,
-                min_positives=min_positives,
-                name=name,
-            )
-        except ValueError as err:
-            raise ConfigError(f"{table.path}: {err}") from err
-    stride = table.get("stride", "int", 1)
-    cache = table.get("cache", "str")
-    long_side = table.get("cache_long_side", "int", 512)
-    cache_workers = table.get("cache_workers", "int", 0)
-    table.finish()
-    if root == "sample":
-        from cxr_curriculum.data import bundled_sample_root
+def _option_kind(annotation: Any) -> str:
+    """Config kind of a builder parameter from its annotation (``"list"``: of strings)."""
+    text = str(annotation)
+    if "Sequence[str]" in text or "list[str]" in text or "tuple[str" in text:
+        return "list"
+    for prefix, kind in (("bool", "bool"), ("float", "number"), ("int", "int")):
+        if text.startswith(prefix):
+            return kind
+    return "str"
 
-        root = str(bundled_sample_root())
-    try:
-        return KermanyTask(
-            root,
-            name=name,
-            stride=stride,
-            cache_dir=cache,
-            cache_long_side=long_side,
-            cache_workers=cache_workers,
+
+def _options(table: Table, function: Callable[..., Any]) -> tuple[dict[str, Any], list[str]]:
+    """The keyword arguments of ``function`` present in ``table`` (typed), and all names."""
+    params = [
+        p
+        for p in inspect.signature(function).parameters.values()
+        if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    out: dict[str, Any] = {}
+    for p in params:
+        if p.name not in table:
+            if p.default is inspect.Parameter.empty:  # names the key (or a typo of it)
+                table.get(p.name, _option_kind(p.annotation), required=True)
+            continue
+        kind = _option_kind(p.annotation)
+        if kind == "list":
+            value = table.get(p.name, ["list", "str"])
+            out[p.name] = [value] if isinstance(value, str) else table.list_of(p.name, "str")
+        else:
+            out[p.name] = table.get(p.name, kind)
+    return out, [p.name for p in params]
+
+
+def _check_paths(table: Table, kind: str, options: dict[str, Any]) -> None:
+    """Refuse a path option that does not exist, naming the key (also a default root)."""
+    from cxr_curriculum.data import data_root
+
+    for name in _PATH_OPTIONS:
+        value = options.get(name)
+        sample = kind == "kermany" and value == "sample"
+        if isinstance(value, str) and not sample and not Path(value).exists():
+            raise ConfigError(f"{table.key(name)}: {value} not found")
+    if "root" not in options and kind in DEFAULT_FOLDERS:
+        default = data_root() / DEFAULT_FOLDERS[kind]
+        if not default.exists():
+            raise ConfigError(
+                f"{table.key('root')}: not set, and the default folder {default} does not "
+                "exist; set root = ... (or CXR_DATA_ROOT)"
+            )
+
+
+def _task(table: Table) -> Task:
+    kind = table.get("kind", "str", required=True)
+    if kind.startswith("python:"):
+        try:
+            builder: Callable[..., Task] = custom_task_class(kind)
+        except ValueError as err:
+            raise ConfigError(f"{table.key('kind')}: {err}") from err
+    elif kind in _BUILDERS:
+        builder = _BUILDERS[kind]
+    else:
+        raise ConfigError(
+            f"{table.key('kind')}: expected one of {[*TASK_KINDS, _CUSTOM]}, got {kind!r}"
         )
-    except ValueError as err:
+    if kind.startswith("python:"):
+        known = [p for p in inspect.signature(builder).parameters if p != "self"]
+        options = {k: table.get(k, ["str", "int", "number", "bool", "list", "table"])
+                   for k in known if k in table}  # fmt: skip
+    else:
+        options, known = _options(table, builder)
+        _check_paths(table, kind, options)
+    table.finish(allowed=known)
+    try:
+        return builder(**options)
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"{table.path}: {err}") from err
 
 
@@ -131,7 +182,11 @@ def study_from_table(top: Table) -> Study:
     workers = top.get("workers", "int", 0)
     arms = [_arm(t) for t in top.tables("arms", required=True)]
     tasks = [_task(t) for t in top.tables("tasks", required=True)]
-    data = build_data(top.table("data")) if "data" in top else None
+    data, exclude = None, True
+    if "data" in top:
+        data_table = top.table("data")
+        exclude = data_table.get("exclude_test_patients", "bool", True)
+        data = build_data(data_table)
     fractions, protocols, settings = _protocols(top.table("evaluation"))
     top.finish()
     if threads is not None:
@@ -153,5 +208,6 @@ def study_from_table(top: Table) -> Study:
         protocol_settings=settings,
         device=device,
         workers=workers,
+        exclude_test_patients=exclude,
     )
     return study

@@ -15,9 +15,20 @@ from cxr_curriculum.data.chexpert import (
     chexpert_patient_id,
     observation_targets,
 )
-from cxr_curriculum.data.covid import COVID_VS_OTHER, V7_IGNORE_VALUE, CovidChestXray
+from cxr_curriculum.data.covid import (
+    COVID_FRONTAL_VIEWS,
+    COVID_VS_OTHER,
+    V7_IGNORE_VALUE,
+    CovidChestXray,
+)
 from cxr_curriculum.data.dicom import DicomMeta, read_dicom_meta
 from cxr_curriculum.data.errors import DicomSupportError
+from cxr_curriculum.data.exclusion import (
+    PoolExclusion,
+    exclude_test_images,
+    image_records,
+    patient_namespace,
+)
 from cxr_curriculum.data.findings import (
     CANONICAL_FINDINGS,
     CHEXPERT_FINDING_MAP,
@@ -45,6 +56,7 @@ from cxr_curriculum.data.io import (
 )
 from cxr_curriculum.data.items import LabeledImage, MaskedImage
 from cxr_curriculum.data.kermany import KermanyPneumonia, kermany_patient_id, kermany_subtype
+from cxr_curriculum.data.label_table import LabelTable, image_stem
 from cxr_curriculum.data.mimic import MIMICCXR, mimic_image_path
 from cxr_curriculum.data.multilabel import Box, MultiLabelDataset
 from cxr_curriculum.data.nih import (
@@ -77,6 +89,7 @@ __all__ = [
     "CANONICAL_FINDINGS",
     "CHEXPERT_FINDING_MAP",
     "CHEXPERT_OBSERVATIONS",
+    "COVID_FRONTAL_VIEWS",
     "COVID_VS_OTHER",
     "DATA_ROOT_ENV",
     "DEFAULT_SKIP_DIRS",
@@ -112,11 +125,13 @@ __all__ = [
     "ImagePool",
     "ImageReadError",
     "KermanyPneumonia",
+    "LabelTable",
     "LabeledImage",
     "MaskedImage",
     "MultiLabelDataset",
     "NIHChestXray14",
     "PadChest",
+    "PoolExclusion",
     "RSNAPneumonia",
     "SIIMPneumothorax",
     "ShenzhenMontgomery",
@@ -134,9 +149,12 @@ __all__ = [
     "decode_rle",
     "decode_rle_union",
     "encode_rle",
+    "exclude_test_images",
     "find_table",
     "finding_map_of",
     "harmonised_targets",
+    "image_records",
+    "image_stem",
     "is_image_file",
     "kermany_patient_id",
     "kermany_subtype",
@@ -146,6 +164,7 @@ __all__ = [
     "nih_patient_id",
     "observation_targets",
     "parse_label_list",
+    "patient_namespace",
     "patient_split",
     "read_dicom_meta",
     "read_image",

@@ -107,8 +107,8 @@ class DecodedCache(Dataset[Any]):
     Attributes:
         built: Images decoded by this construction (0 when all were cached).
         files: The image file of each item.
-        labels, patient_ids, mask_files: The wrapped dataset's, per item (through
-            Subsets), or None where it has none (e.g. ``UnlabeledImages``).
+        labels, patient_ids, mask_files, lung_mask_files: The wrapped dataset's, per
+            item (through Subsets), or None where it has none (e.g. ``UnlabeledImages``).
         targets: The wrapped dataset's multi-label targets ``(N, C)`` (``float32``, NaN
             unknown), rows in item order, or None; what makes ``fine_tune``,
             ``linear_probe`` and ``knn_evaluate`` treat the cache as multi-label.
@@ -154,6 +154,7 @@ class DecodedCache(Dataset[Any]):
         self.patient_ids: list[str] | None = item_field(base, at, "patient_ids")
         self.targets: Tensor | None = item_field(base, at, "targets")
         self.mask_files: list[Path] | None = item_field(base, at, "mask_files")
+        self.lung_mask_files: list[Path | None] | None = item_field(base, at, "lung_mask_files")
         self.classes: list[str] | None = dataset_field(base, "classes")
         self.finding_map: FindingMap | None = dataset_field(base, "finding_map")
         self.window: Window = dataset_field(base, "window") or "auto"

@@ -10,7 +10,8 @@ read fields, never images, so the cache copies them from the dataset under any n
 ``Subset``s:
 
 * per item: ``files``, ``labels``, ``patient_ids``, ``targets``
-  (``(N, C)`` multi-label targets, indexed like the items) and ``mask_files``;
+  (``(N, C)`` multi-label targets, indexed like the items), ``mask_files`` and
+  ``lung_mask_files`` (a task's own lung masks, None per image without one);
 * per dataset: ``classes``, ``finding_map`` and ``window``.
 
 A field the dataset does not have (or has as None) is None on the cache.

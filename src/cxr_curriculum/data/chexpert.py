@@ -96,7 +96,8 @@ def observation_targets(
         ``float32`` tensor ``(len(rows), len(names))`` with 1, 0 and NaN.
 
     Raises:
-        ValueError: A cell holds something else, or a policy is unknown.
+        ValueError: A cell holds something else (the message names ``source``, the data
+            row, counted from 1 after the header, and the column), or a policy is unknown.
     """
     check_policies(uncertain, blank)
     on_uncertain = {"ignore": math.nan, "positive": 1.0, "negative": 0.0}[uncertain]
@@ -106,7 +107,14 @@ def observation_targets(
         cells = [row[name] for row in rows]
         final = {}
         for text in set(cells):
-            value = code_value(text, f"{source}, column {name!r}")
+            try:
+                value = code_value(text, f"{source}, column {name!r}")
+            except ValueError:
+                row_number = cells.index(text) + 1  # first data row holding it
+                raise ValueError(
+                    f"{source}, row {row_number}, column {name!r}: label {text.strip()!r} is "
+                    "not one of 1, 0, -1 or blank"
+                ) from None
             final[text] = on_blank if math.isnan(value) else on_uncertain if value == -1 else value
         out[:, j] = np.fromiter(map(final.__getitem__, cells), dtype=np.float32, count=len(cells))
     return torch.from_numpy(out)

@@ -18,7 +18,7 @@ from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, JointTransform, OnError, Transform
 from cxr_curriculum.data.windowing import Window
 
-__all__ = ["COVID_VS_OTHER", "V7_IGNORE_VALUE", "CovidChestXray"]
+__all__ = ["COVID_FRONTAL_VIEWS", "COVID_VS_OTHER", "V7_IGNORE_VALUE", "CovidChestXray"]
 
 #: Raw value that V7 Labs masks use for "ignore".
 V7_IGNORE_VALUE = 127
@@ -32,6 +32,10 @@ COVID_VS_OTHER: Callable[[str], str | None] = lambda finding: (  # noqa: E731
     if finding.strip().upper().startswith("COVID-19")
     else "other"
 )
+
+#: The frontal projections named in the collection's ``view`` column (posteroanterior,
+#: anteroposterior, supine and erect AP); lateral (``L``) and unknown views are not frontal.
+COVID_FRONTAL_VIEWS: tuple[str, ...] = ("PA", "AP", "AP Supine", "AP semi erect", "AP Erect")
 
 LabelMap = Mapping[str, str] | Callable[[str], "str | None"]
 
@@ -65,6 +69,8 @@ class CovidChestXray(CXRDataset):
         findings: Raw ``finding`` string per item.
         views: Raw ``view`` string per item.
         rows: The kept ``metadata.csv`` rows as dicts.
+        lung_mask_files: The V7 lung mask of each item, or None where it has none
+            (also without ``with_masks``, whose items then stay labelled).
     """
 
     mask_ignore_value = V7_IGNORE_VALUE
@@ -152,6 +158,10 @@ class CovidChestXray(CXRDataset):
         self.rows: list[dict[str, str]] = [by_file[p] for p in self.files]
         self.findings: list[str] = [r["finding"] for r in self.rows]
         self.views: list[str] = [r["view"] for r in self.rows]
+        have_mask = {p.name for p in self.mask_dir.iterdir()} if self.mask_dir.is_dir() else set()
+        self.lung_mask_files: list[Path | None] = [
+            self.mask_dir / r["filename"] if r["filename"] in have_mask else None for r in self.rows
+        ]
 
     def _image_path(self, row: Mapping[str, str]) -> Path:
         folder = row.get("folder") or "images"

@@ -15,28 +15,35 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from cxr_curriculum.data.base import OnError, Transform
-from cxr_curriculum.data.splits import dataset_files
+from cxr_curriculum.data.exclusion import ImageRecord, PatientKey, file_key, image_records
 from cxr_curriculum.data.unlabeled import ImageFiles
 from cxr_curriculum.data.windowing import Window
 
 __all__ = ["ImagePool"]
 
 
-def _files_of(obj: Any) -> list[Path]:
+def _records_of(obj: Any) -> list[ImageRecord]:
     if isinstance(obj, (str, os.PathLike)):
-        return [Path(obj)]
-    files = dataset_files(obj)
-    if files is None:
+        return [ImageRecord(file_key(obj), None)]
+    try:
+        return image_records(obj)
+    except ValueError:
         raise ValueError(
             f"{type(obj).__name__} has no .files; ImagePool takes datasets (or Subsets of "
             "them) that list their image files"
-        )
-    return [Path(f) for f in files]
+        ) from None
 
 
-def _key(path: Path) -> str:
-    # Absolute, normalised path; cheaper than Path.resolve() on large pools.
-    return os.path.normpath(os.path.abspath(path))
+def _paths_of(obj: Any) -> list[Path]:
+    """The item files of a dataset, through ``Subset``/``ConcatDataset``/cache wrappers."""
+    from torch.utils.data import ConcatDataset, Subset
+
+    if isinstance(obj, Subset):
+        parent = _paths_of(obj.dataset)
+        return [parent[int(i)] for i in obj.indices]
+    if isinstance(obj, ConcatDataset):
+        return [p for part in obj.datasets for p in _paths_of(part)]
+    return [Path(f) for f in obj.files]
 
 
 class ImagePool(ImageFiles):
@@ -59,6 +66,9 @@ class ImagePool(ImageFiles):
 
     Attributes:
         sources: Index of the dataset each file came from.
+        patient_keys: Per file, ``(patient namespace, patient id)`` from its dataset, or
+            None where that dataset has no patient ids (see
+            :func:`~cxr_curriculum.data.exclude_test_images`).
         excluded: Number of files left out because of ``exclude_files``.
 
     Example:
@@ -84,24 +94,28 @@ class ImagePool(ImageFiles):
             raise ValueError("ImagePool needs at least one dataset")
         if isinstance(exclude_files, (str, os.PathLike, Dataset)):
             exclude_files = [exclude_files]
-        excluded = {_key(p) for obj in exclude_files for p in _files_of(obj)}
+        excluded = {r.file for obj in exclude_files for r in _records_of(obj)}
         files: list[Path] = []
         sources: list[int] = []
+        keys: list[PatientKey | None] = []
         seen: set[str] = set()
         self.excluded = 0
         for k, ds in enumerate(datasets):
-            for path in _files_of(ds):
-                full = _key(path)
-                if full in excluded:
+            records = _records_of(ds)
+            paths = [Path(ds)] if isinstance(ds, (str, os.PathLike)) else _paths_of(ds)
+            for path, record in zip(paths, records, strict=True):
+                if record.file in excluded:
                     self.excluded += 1
                     continue
-                if unique and full in seen:
+                if unique and record.file in seen:
                     continue
-                seen.add(full)
+                seen.add(record.file)
                 files.append(path)
                 sources.append(k)
+                keys.append(record.patient)
         super().__init__(
             files, transform, on_error=on_error, check_files=check_files, window=window
         )
-        by_file = dict(zip(files, sources, strict=True))
-        self.sources: list[int] = [by_file[p] for p in self.files]
+        by_file = {p: (s, key) for p, s, key in zip(files, sources, keys, strict=True)}
+        self.sources: list[int] = [by_file[p][0] for p in self.files]
+        self.patient_keys: list[PatientKey | None] = [by_file[p][1] for p in self.files]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, JointTransform, OnError, Transform
@@ -20,18 +21,22 @@ from cxr_curriculum.data.windowing import Window
 __all__ = ["ShenzhenMontgomery"]
 
 _SOURCES = ("Shenzhen", "Montgomery")
+_TB = ("normal", "tuberculosis")
 _NAME = re.compile(r"^(CHNCXR|MCUCXR)_(\d+)_([01])$", re.IGNORECASE)
 
 
 class ShenzhenMontgomery(CXRDataset):
     """Image + lung mask pairs from ``<root>/images/<name>.png`` and ``<root>/masks/<name>.png``.
 
-    Items are :class:`~cxr_curriculum.data.MaskedImage` (mask 0 background, 1 lung).
-    ``CHNCXR_*`` files are Shenzhen, ``MCUCXR_*`` Montgomery; each file is one
-    patient (``CHNCXR_0601_1.png`` -> ``CHNCXR_0601``). The ``_0``/``_1`` suffix is the
-    published TB label (all pairs in the shared folder are TB-positive), kept in
-    ``.tuberculosis``. ``labels`` is the source (0 Shenzhen, 1 Montgomery), so that
-    :func:`~cxr_curriculum.data.patient_split` keeps the ratio of the two hospitals.
+    Items are :class:`~cxr_curriculum.data.MaskedImage` (mask 0 background, 1 lung), or
+    with ``with_masks=False`` :class:`~cxr_curriculum.data.LabeledImage` (the masks stay
+    listed in ``.lung_mask_files``). ``CHNCXR_*`` files are Shenzhen, ``MCUCXR_*``
+    Montgomery; each file is one patient (``CHNCXR_0601_1.png`` -> ``CHNCXR_0601``). The
+    ``_0``/``_1`` suffix is the published TB label (all pairs in the shared folder are
+    TB-positive), kept in ``.tuberculosis``. ``labels`` is the source (0 Shenzhen, 1
+    Montgomery; ``target="source"``), so that :func:`~cxr_curriculum.data.patient_split`
+    keeps the ratio of the two hospitals, or the TB label (``target="tuberculosis"``,
+    classes ``["normal", "tuberculosis"]``).
 
     Args:
         root: Dataset folder; defaults to ``data_root() / "shenzhen-montgomery-tb"``.
@@ -39,6 +44,8 @@ class ShenzhenMontgomery(CXRDataset):
         joint_transform: Callable ``(image, mask) -> (image, mask)``.
         mask_suffix: Text between the image stem and ``.png`` in mask names
             (``""`` here; ``"_mask"`` in some redistributions).
+        with_masks: Return the mask with each image (``MaskedImage``).
+        target: ``"source"`` (hospital) or ``"tuberculosis"`` labels.
         on_error: Bad-file policy, ``"raise"`` or ``"skip"``.
         check_files: Decode every pair at construction.
         window: DICOM windowing policy (see :func:`~cxr_curriculum.data.read_image`).
@@ -54,6 +61,8 @@ class ShenzhenMontgomery(CXRDataset):
         joint_transform: JointTransform | None = None,
         *,
         mask_suffix: str = "",
+        with_masks: bool = True,
+        target: Literal["source", "tuberculosis"] = "source",
         on_error: OnError = "raise",
         check_files: bool = False,
         window: Window = "auto",
@@ -65,6 +74,8 @@ class ShenzhenMontgomery(CXRDataset):
             check_files=check_files,
             window=window,
         )
+        if target not in ("source", "tuberculosis"):
+            raise ValueError(f"target must be 'source' or 'tuberculosis', got {target!r}")
         self.root = Path(root) if root is not None else data_root() / "shenzhen-montgomery-tb"
         image_dir, mask_dir = self.root / "images", self.root / "masks"
         for folder in (image_dir, mask_dir):
@@ -88,6 +99,11 @@ class ShenzhenMontgomery(CXRDataset):
             tb.append(m.group(3) == "1")
         if not files:
             raise FileNotFoundError(f"no PNG/JPEG images in {image_dir}")
-        by_file = dict(zip(files, tb, strict=True))
-        self._set_records(files, labels, patients, _SOURCES, masks)
-        self.tuberculosis: list[bool] = [by_file[p] for p in self.files]
+        by_file = dict(zip(files, zip(tb, masks, strict=True), strict=True))
+        if target == "tuberculosis":
+            labels, classes = [int(t) for t in tb], _TB
+        else:
+            classes = _SOURCES
+        self._set_records(files, labels, patients, classes, masks if with_masks else None)
+        self.tuberculosis: list[bool] = [by_file[p][0] for p in self.files]
+        self.lung_mask_files: list[Path | None] = [by_file[p][1] for p in self.files]

@@ -5,6 +5,8 @@ Public names::
     Study, StudyResults                       # run a study, read its statistics
     Arm, ArmStage, check_budgets              # what is compared, at equal cost
     Task, KermanyTask, NIHFindingsTask        # downstream tasks (binary, multi-label)
+    BinaryTask, MultiLabelTask                # any (train, test) pair
+    build_task, TASK_KINDS                    # one builder per dataset kind
     Protocols                                 # downstream protocol settings
     CellKey, CellStore                        # the cell files on disk
     compare_arms, two_level_interval          # statistics across seeds and patients
@@ -18,6 +20,7 @@ See ``docs/study.md``.
 from cxr_curriculum.study.arms import Arm, ArmStage, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
 from cxr_curriculum.study.correlation import RankCorrelation, rank_correlation, spearman
+from cxr_curriculum.study.generic_tasks import BinaryTask, MultiLabelTask, split_by_patient
 from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols
@@ -28,16 +31,20 @@ from cxr_curriculum.study.statistics import (
     two_level_interval,
 )
 from cxr_curriculum.study.study import Study
+from cxr_curriculum.study.task_kinds import TASK_KINDS, build_task
 from cxr_curriculum.study.tasks import KermanyTask, Task
 
 __all__ = [
     "PROTOCOLS",
+    "TASK_KINDS",
     "Arm",
     "ArmComparison",
     "ArmStage",
+    "BinaryTask",
     "CellKey",
     "CellStore",
     "KermanyTask",
+    "MultiLabelTask",
     "NIHFindingsTask",
     "Protocols",
     "RankCorrelation",
@@ -45,10 +52,12 @@ __all__ = [
     "Study",
     "StudyResults",
     "Task",
+    "build_task",
     "check_budgets",
     "compare_arms",
     "rank_correlation",
     "spearman",
+    "split_by_patient",
     "two_level_interval",
     "weighted_macro_auroc",
 ]

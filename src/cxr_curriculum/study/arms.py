@@ -1,7 +1,8 @@
 """Arms of a study: named pretraining recipes, and the check that their budgets match.
 
-An arm is what a study compares: a start (random weights or ImageNet) and a list of
-SSL stages (empty: train from scratch). Comparisons are only fair at equal cost, so
+An arm is what a study compares: a start (random weights, ImageNet, or a weights file:
+a downloaded CXR foundation model, a previous curriculum's ``backbone.safetensors``) and
+a list of SSL stages (empty: train from scratch). Comparisons are only fair at equal cost, so
 every arm that pretrains must spend the same total budget: the same number of
 optimiser steps and the same number of images seen (steps x batch size), however the
 budget is split between stages (the curricula of arXiv 2301.10687 and arXiv 2112.12086
@@ -14,7 +15,8 @@ import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -84,13 +86,21 @@ class Arm:
         name: Unique name, used in folders and reports (letters, digits, ``-_>.+``).
         stages: The SSL stages in order; empty trains nothing (the scratch arm, or the
             ImageNet start as is).
-        start: ``"random"`` weights or ``"imagenet"`` (needs the torchvision weights; a
-            study records the arm as not measured when they cannot be loaded offline).
+        start: ``"random"`` weights, ``"imagenet"`` (needs the torchvision weights; a
+            study records the arm as not measured when they cannot be loaded offline), or
+            ``"file:PATH"``: a weights file for the study's architecture (a
+            ``backbone.safetensors`` written by :meth:`~cxr_curriculum.Backbone.save`,
+            checked against its sidecar, or a torchvision / timm state dict), loaded by
+            :class:`~cxr_curriculum.Backbone` (``weights=PATH``). Its sha256 is part of
+            every cell's settings; a study checks that it fits before any training.
+
+    Raises:
+        ValueError: A bad name or start, or a ``file:`` start whose file does not exist.
     """
 
     name: str
     stages: Sequence[ArmStage] = ()
-    start: Literal["random", "imagenet"] = "random"
+    start: str = "random"
 
     def __post_init__(self) -> None:
         allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_>.+")
@@ -98,11 +108,23 @@ class Arm:
             raise ValueError(
                 f"Arm.name must be non-empty and use letters, digits or -_>.+; got {self.name!r}"
             )
-        if self.start not in ("random", "imagenet"):
-            raise ValueError(f"Arm.start must be 'random' or 'imagenet'; got {self.start!r}")
+        is_file = isinstance(self.start, str) and self.start.startswith("file:")
+        if not is_file and self.start not in ("random", "imagenet"):
+            raise ValueError(
+                f"Arm.start must be 'random', 'imagenet' or 'file:PATH'; got {self.start!r}"
+            )
+        if is_file and not Path(self.start[len("file:") :]).is_file():
+            raise ValueError(
+                f"Arm {self.name!r}: start file {self.start[len('file:') :]!r} does not exist"
+            )
         object.__setattr__(self, "stages", tuple(self.stages))
         if not all(isinstance(s, ArmStage) for s in self.stages):
             raise TypeError(f"Arm {self.name!r}: stages must be ArmStage objects")
+
+    @property
+    def start_file(self) -> Path | None:
+        """The weights file of a ``file:`` start, else None."""
+        return Path(self.start[len("file:") :]) if self.start.startswith("file:") else None
 
     @property
     def folder(self) -> str:
@@ -118,12 +140,21 @@ class Arm:
         return sum(s.steps * s.batch_size(batch_size) for s in self.stages)
 
     def config(self, batch_size: int, image_size: int) -> dict[str, Any]:
-        """JSON-able description used to detect a changed arm on resume."""
-        return {
+        """JSON-able description used to detect a changed arm on resume.
+
+        A ``file:`` start adds ``start_sha256``, the file's sha256 (read once), so a
+        changed file is refused like a changed stage.
+        """
+        out: dict[str, Any] = {
             "name": self.name,
             "start": self.start,
             "stages": [s.config(batch_size, image_size) for s in self.stages],
         }
+        if self.start_file is not None:
+            from cxr_curriculum.study.starts import start_sha256
+
+            out["start_sha256"] = start_sha256(self.start_file)
+        return out
 
 
 def check_budgets(arms: Sequence[Arm], batch_size: int) -> tuple[int, int]:

@@ -12,48 +12,18 @@ split. Its images must not be in the pretraining pool for a clean comparison.
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from typing import Any
 
-import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
-from cxr_curriculum.data import NIH_FINDINGS, NIHChestXray14, data_root, patient_split
-from cxr_curriculum.evaluation import EvalResult
-from cxr_curriculum.evaluation.fractions import targets_of
-from cxr_curriculum.study.resample import weighted_binary_auroc
-from cxr_curriculum.study.tasks import Task
+from cxr_curriculum.data import NIHChestXray14, data_root
+from cxr_curriculum.study.generic_tasks import MultiLabelTask, split_by_patient
+from cxr_curriculum.study.multilabel_task import weighted_macro_auroc
 
 __all__ = ["NIHFindingsTask", "weighted_macro_auroc"]
 
 
-def weighted_macro_auroc(scores: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-    """Macro AUROC over findings under ``(R, N)`` image weights.
-
-    Args:
-        scores: ``(N, C)`` per-finding scores.
-        targets: ``(N, C)`` labels in ``{0, 1}``, NaN where unknown (left out per finding).
-        weights: ``(R, N)`` non-negative weights.
-
-    Returns:
-        ``(R,)`` mean of the ``C`` findings' AUROCs; NaN where one of them is undefined.
-    """
-    if scores.shape != targets.shape or weights.shape[1] != scores.shape[0]:
-        raise ValueError(
-            f"scores and targets must both be (N, C) and weights (R, N); got "
-            f"{tuple(scores.shape)}, {tuple(targets.shape)}, {tuple(weights.shape)}"
-        )
-    per_finding = []
-    for c in range(scores.shape[1]):
-        known = ~torch.isnan(targets[:, c])
-        per_finding.append(
-            weighted_binary_auroc(scores[known, c], targets[known, c].long(), weights[:, known])
-        )
-    return torch.stack(per_finding, 1).mean(1)
-
-
-class NIHFindingsTask(Task):
+class NIHFindingsTask(MultiLabelTask):
     """Multi-label findings of NIH ChestX-ray14 (macro AUROC).
 
     Args:
@@ -65,9 +35,6 @@ class NIHFindingsTask(Task):
         min_positives: Findings with fewer positive (or negative) test images are left out.
         name: Task name.
     """
-
-    metric = "macro_auroc"
-    attention = False
 
     def __init__(
         self,
@@ -81,51 +48,16 @@ class NIHFindingsTask(Task):
     ) -> None:
         if not 0.0 < test_share < 1.0:
             raise ValueError(f"test_share must lie in (0, 1); got {test_share}")
-        self.root, self.csv_file, self.name = root, csv_file, name
-        self.test_share, self.split_seed, self.min_positives = test_share, split_seed, min_positives
+        super().__init__(self._split, name=name, min_positives=min_positives)
+        self.root, self.csv_file = root, csv_file
+        self.test_share, self.split_seed = test_share, split_seed
 
-    def load(self) -> tuple[Dataset[Any], Dataset[Any]]:
+    def _split(self) -> tuple[Dataset[Any], Dataset[Any]]:
         """A patient-level train/test split of the multi-label dataset."""
         csv = self.csv_file or data_root() / "label-tables" / "Data_Entry_2017_v2020.csv.gz"
         full = NIHChestXray14(self.root, csv_file=csv)
-        share = self.test_share
-        train, test = patient_split(full, (1.0 - share, share), seed=self.split_seed)
-        return train, test
-
-    @cached_property
-    def test_targets(self) -> Tensor:
-        """``(N, 14)`` test targets (NaN: unknown)."""
-        targets = targets_of(self.datasets[1])
-        if targets is None:
-            raise ValueError(f"task {self.name!r}: the test set has no multi-label .targets")
-        return targets
-
-    @cached_property
-    def findings(self) -> list[int]:
-        """Indices of the findings scored (enough positive and negative test images)."""
-        t = self.test_targets
-        pos, neg = (t == 1).sum(0), (t == 0).sum(0)
-        keep = [c for c in range(t.shape[1]) if min(pos[c], neg[c]) >= self.min_positives]
-        if not keep:
-            raise ValueError(
-                f"task {self.name!r}: no finding has {self.min_positives} positive and negative "
-                "test images; lower min_positives or use a larger test split"
-            )
-        return keep
+        return split_by_patient(full, self.test_share, self.split_seed)
 
     def config(self) -> dict[str, Any]:
         """The base description plus the split and the findings scored."""
-        return {
-            **super().config(),
-            "split": [self.test_share, self.split_seed],
-            "findings": [NIH_FINDINGS[c] for c in self.findings],
-        }
-
-    def cell_scores(self, result: EvalResult) -> Tensor:
-        """``(N, C)`` per-finding probabilities."""
-        return result.scores
-
-    def weighted_metric(self, scores: Tensor, weights: Tensor) -> Tensor:
-        """Macro AUROC over :attr:`findings` (``scores`` may be flattened ``(N * C,)``)."""
-        s = scores.reshape(self.test_targets.shape[0], -1)[:, self.findings]
-        return weighted_macro_auroc(s, self.test_targets[:, self.findings], weights)
+        return {**super().config(), "split": [self.test_share, self.split_seed]}

@@ -49,6 +49,23 @@ def markdown_report(data: dict[str, Any]) -> str:
     ]
     for arm, why in design["not_measured"].items():
         lines += [f"- Arm `{arm}`: {why}", ""]
+    pool = design.get("pretraining_pool") or {}
+    if pool:
+        lines += [f"- Pretraining pool: {pool['images']} images.", ""]
+    for task, e in pool.get("test_patients_images", {}).items():
+        if pool["exclude_test_patients"]:
+            lines += [
+                f"- Task `{task}`: {e['removed']} pool images of its test patients were removed "
+                f"from pretraining ({e['by_file']} test images, {e['by_patient']} other images "
+                "of test patients).",
+                "",
+            ]
+        elif e["removed"]:
+            lines += [
+                f"- Task `{task}`: {e['removed']} pool images belong to its test patients and "
+                f"were left in (exclude_test_patients = false; {e['by_file']} are test images).",
+                "",
+            ]
     for task, n in design.get("test_images_in_pretraining", {}).items():
         if n:
             lines += [
@@ -120,15 +137,40 @@ def markdown_report(data: dict[str, Any]) -> str:
         ],
         rows,
     )
-    if data["attention"]:
-        lines += ["## Lung attention of fine-tuned models (mean over seeds, 95 % CI)", ""]
+    if data.get("findings"):
+        lines += ["## Per-finding AUROC (multi-label tasks; mean over seeds, 95 % CI)", ""]
         lines += _table(
-            ["task", "labels", "arm", "lift", "lift CI", "energy in lungs", "energy CI"],
+            ["task", "labels", "protocol", "arm", "finding", "test positives", "mean", "95% CI"],
+            [
+                [
+                    r["task"],
+                    f"{r['fraction']:g}",
+                    r["protocol"],
+                    r["arm"],
+                    r["finding"],
+                    r["positives"],
+                    _f(r["estimate"]),
+                    f"[{_f(r['low'])}, {_f(r['high'])}]",
+                ]
+                for r in data["findings"]
+            ],
+        )
+    if data["attention"]:
+        lines += [
+            "## Lung attention of fine-tuned models (mean over seeds, 95 % CI)",
+            "",
+            "Masks: `predicted` = the bundled lung segmenter's; otherwise the task's own masks "
+            "(scored on the same saliency maps and images).",
+            "",
+        ]
+        lines += _table(
+            ["task", "labels", "arm", "masks", "lift", "lift CI", "energy in lungs", "energy CI"],
             [
                 [
                     r["task"],
                     f"{r['fraction']:g}",
                     r["arm"],
+                    r.get("masks", "predicted"),
                     _f(r["lift"]["estimate"]),
                     f"[{_f(r['lift']['low'])}, {_f(r['lift']['high'])}]",
                     _f(r["energy_in_mask"]["estimate"]),
@@ -140,11 +182,12 @@ def markdown_report(data: dict[str, Any]) -> str:
     if data["attention_correlation"]:
         lines += ["## AUROC vs lung attention (Spearman over fine-tuned models)", ""]
         lines += _table(
-            ["task", "labels", "attention", "rho", "95% CI", "models", "runs"],
+            ["task", "labels", "masks", "attention", "rho", "95% CI", "models", "runs"],
             [
                 [
                     r["task"],
                     r["fraction"] if isinstance(r["fraction"], str) else f"{r['fraction']:g}",
+                    r.get("masks", "predicted"),
                     r["attention"],
                     _signed(r["rho"]),
                     f"[{_signed(r['low'])}, {_signed(r['high'])}]",

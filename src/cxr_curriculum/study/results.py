@@ -22,8 +22,10 @@ from torch import Tensor
 from cxr_curriculum.curriculum.checkpoint import atomic_write_json
 from cxr_curriculum.study.cells import CellKey
 from cxr_curriculum.study.correlation import rank_correlation
+from cxr_curriculum.study.findings_table import finding_table
 from cxr_curriculum.study.provenance import command_line, machine_info, versions
 from cxr_curriculum.study.resample import weighted_mean
+from cxr_curriculum.study.runner import TASK_MASK_PREFIX
 from cxr_curriculum.study.statistics import compare_arms, two_level_interval
 
 if TYPE_CHECKING:
@@ -130,7 +132,11 @@ class StudyResults:
         return [(k, c) for k, c in self.cells.items() if "attention" in c]
 
     def attention(self) -> list[dict[str, Any]]:
-        """Per (task, fraction, arm): mean lung lift and energy over seeds, with CIs."""
+        """Per (task, fraction, arm, masks): mean lung lift and energy over seeds, with CIs.
+
+        ``masks`` is ``"predicted"`` (the bundled segmenter's) or the task's own
+        :attr:`~cxr_curriculum.study.Task.mask_source` (e.g. V7's, drawn by people).
+        """
         out = []
         for task in self.study.tasks:
             for f, arm in itertools.product(self.study.fractions, self.study.arms):
@@ -139,25 +145,38 @@ class StudyResults:
                 if not cells or "attention" not in cells[0]:
                     continue
                 groups = [task.test_groups[i] for i in cells[0]["attention"]["image_index"]]
-                row: dict[str, Any] = {"task": task.name, "fraction": f, "arm": arm.name}
-                for metric in ("lift", "energy_in_mask"):
-                    v = torch.tensor(
-                        [
-                            [math.nan if x is None else x for x in c["attention"][metric]]
-                            for c in cells
-                        ],
-                        dtype=torch.float64,
-                    )
-                    row[metric] = two_level_interval(
-                        partial(_mean_of, v),
-                        len(seeds),
-                        groups,
-                        v.shape[1],
-                        n_resamples=self.n_resamples,
-                        bounds=(0.0, 1.0 if metric == "energy_in_mask" else math.inf),
-                    ).to_dict()
-                out.append(row)
+                for masks, prefix in _mask_sources(task, cells):
+                    out.append(self._attention_row(task, f, arm.name, masks, prefix, cells, groups))
         return out
+
+    def _attention_row(
+        self,
+        task: Task,
+        f: float,
+        arm: str,
+        masks: str,
+        prefix: str,
+        cells: list[dict[str, Any]],
+        groups: list[str],
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {"task": task.name, "fraction": f, "arm": arm, "masks": masks}
+        for metric in ("lift", "energy_in_mask"):
+            v = torch.tensor(
+                [
+                    [math.nan if x is None else x for x in c["attention"][prefix + metric]]
+                    for c in cells
+                ],
+                dtype=torch.float64,
+            )
+            row[metric] = two_level_interval(
+                partial(_mean_of, v),
+                len(cells),
+                groups,
+                v.shape[1],
+                n_resamples=self.n_resamples,
+                bounds=(0.0, 1.0 if metric == "energy_in_mask" else math.inf),
+            ).to_dict()
+        return row
 
     def attention_correlation(self) -> list[dict[str, Any]]:
         """Spearman's rho between AUROC and mean lung attention over fine-tuned models.
@@ -168,17 +187,24 @@ class StudyResults:
         out = []
         for task in self.study.tasks:
             items = [(k, c) for k, c in self._attention_cells() if k.task == task.name]
-            for metric in ("lift", "energy_in_mask"):
+            sources = _mask_sources(task, [c for _, c in items])
+            for (masks, prefix), metric in itertools.product(sources, ("lift", "energy_in_mask")):
                 pooled: list[tuple[float, float, str]] = []
                 for f in self.study.fractions:
                     sel = [(k, c) for k, c in items if k.fraction == f]
                     x = [c["value"] for _, c in sel]
-                    y = [_nanmean(c["attention"][metric]) for _, c in sel]
+                    y = [_nanmean(c["attention"][prefix + metric]) for _, c in sel]
                     clusters = [f"{k.arm}/{k.seed}" for k, _ in sel]
                     if len(sel) >= 3:
                         r = rank_correlation(x, y, clusters, n_resamples=self.n_resamples)
                         out.append(
-                            {"task": task.name, "fraction": f, "attention": metric, **r.to_dict()}
+                            {
+                                "task": task.name,
+                                "fraction": f,
+                                "attention": metric,
+                                "masks": masks,
+                                **r.to_dict(),
+                            }
                         )
                     mx, my = _mean(x), _mean(y)
                     pooled += [(a - mx, b - my, c) for a, b, c in zip(x, y, clusters, strict=True)]
@@ -190,6 +216,7 @@ class StudyResults:
                             "task": task.name,
                             "fraction": "pooled (centred per fraction)",
                             "attention": metric,
+                            "masks": masks,
                             **r.to_dict(),
                         }
                     )
@@ -215,6 +242,7 @@ class StudyResults:
                 ),
                 "not_measured": dict(study.unavailable),
                 "test_images_in_pretraining": study.pretraining_overlap(),
+                "pretraining_pool": _pool_summary(study),
                 "cells_total": len(study.cells()),
                 "cells_done": len(self.cells),
             },
@@ -222,6 +250,7 @@ class StudyResults:
             "comparisons": self.comparisons(),
             "attention": self.attention(),
             "attention_correlation": self.attention_correlation(),
+            "findings": finding_table(self),
             "cells": [{**k.to_dict(), **_brief(c)} for k, c in sorted(self.cells.items())],
         }
 
@@ -248,6 +277,26 @@ def _metric_of(task: Task, scores: Tensor, j: int, w: Tensor) -> Tensor:
 def _mean_of(values: Tensor, j: int, w: Tensor) -> Tensor:
     """Seed ``j``'s weighted mean of per-image values (NaN ignored)."""
     return weighted_mean(values[j], w)
+
+
+def _mask_sources(task: Task, cells: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(masks label, metric key prefix)`` of the attention the cells hold."""
+    sources = [("predicted", "")]
+    if cells and TASK_MASK_PREFIX + "lift" in cells[0].get("attention", {}):
+        sources.append((task.mask_source or "task", TASK_MASK_PREFIX))
+    return sources
+
+
+def _pool_summary(study: Study) -> dict[str, Any]:
+    """Size of the pretraining pool and, per task, the images of its test patients."""
+    if study.pool_source is None or not any(a.stages for a in study.arms):
+        return {}
+    data = study.pretrain_data
+    return {
+        "images": len(data),  # type: ignore[arg-type]
+        "exclude_test_patients": study.exclude_test_patients,
+        "test_patients_images": {n: e.to_dict() for n, e in study.pool_exclusion.items()},
+    }
 
 
 def _brief(cell: dict[str, Any]) -> dict[str, Any]:

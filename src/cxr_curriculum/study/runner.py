@@ -5,7 +5,10 @@ checkpoints make an interrupted pretraining resume at the step it reached); a ce
 one protocol of :mod:`cxr_curriculum.evaluation` at one label fraction, plus, for
 fine-tuned models, the lung-attention score of :class:`~cxr_curriculum.LungAttentionScorer`
 (Grad-CAM on the backbone's finer layer, explaining the true class, as
-``benchmarks/bench_curriculum.py`` did).
+``benchmarks/bench_curriculum.py`` did): against the bundled segmenter's masks
+(``energy_in_mask``, ``lift``, ``pointing_game``) and, for a task with lung masks of its
+own (:attr:`~cxr_curriculum.study.Task.mask_source`), against those too, from the same
+saliency maps (the same metrics prefixed with :data:`TASK_MASK_PREFIX`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,21 @@ from cxr_curriculum.backbones import Backbone, WeightsNotAvailableError
 from cxr_curriculum.curriculum import Curriculum
 from cxr_curriculum.evaluation import FrozenFeatures, fine_tune, knn_evaluate, linear_probe
 from cxr_curriculum.study.arms import Arm
+from cxr_curriculum.study.starts import start_backbone
 from cxr_curriculum.study.tasks import Task
 
 if TYPE_CHECKING:
     from cxr_curriculum.attention import LungAttentionScorer
 
-__all__ = ["ATTENTION_METRICS", "PROTOCOLS", "AttentionInputs", "Protocols", "pretrain", "run_cell"]
+__all__ = [
+    "ATTENTION_METRICS",
+    "PROTOCOLS",
+    "TASK_MASK_PREFIX",
+    "AttentionInputs",
+    "Protocols",
+    "pretrain",
+    "run_cell",
+]
 
 #: Downstream protocols a study can run.
 PROTOCOLS = ("knn", "linear_probe", "fine_tune")
@@ -38,6 +50,8 @@ PROTOCOLS = ("knn", "linear_probe", "fine_tune")
 CHECKPOINT_EVERY = 50
 #: Lung-attention metrics stored per image for fine-tuned models.
 ATTENTION_METRICS = ("energy_in_mask", "lift", "pointing_game")
+#: Prefix of the attention metrics scored against a task's own lung masks (``task_mask.lift``).
+TASK_MASK_PREFIX = "task_mask."
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,7 @@ def pretrain(
     device: str | torch.device | None = None,
     workers: int = 0,
 ) -> tuple[Backbone, dict[str, Any]]:
-    """Build the arm's start and run its stages with ``seed``.
+    """Build the arm's start (random, ImageNet or its file) and run its stages with ``seed``.
 
     Returns:
         The backbone and a record: seconds (a stage finished in an earlier run counts
@@ -97,7 +111,7 @@ def pretrain(
         WeightsNotAvailableError: ImageNet start without the weights (offline).
     """
     torch.manual_seed(seed)
-    backbone = Backbone(arch, weights="imagenet" if arm.start == "imagenet" else None)
+    backbone = start_backbone(arm, arch)
     record: dict[str, Any] = {"seconds": 0.0, "stages": []}
     if not arm.stages:
         return backbone, record
@@ -136,27 +150,50 @@ def imagenet_status(arm: Arm, arch: str) -> str | None:
 
 @dataclass(frozen=True)
 class AttentionInputs:
-    """Test images scored for lung attention: ``(M, 1, S, S)`` images, masks, targets."""
+    """Test images scored for lung attention: ``(M, 1, S, S)`` images, masks, targets.
+
+    Attributes:
+        task_masks: ``(M, S, S)`` bool: the task's own lung masks, or None without them.
+    """
 
     index: list[int]
     images: Tensor
     masks: Tensor
     targets: list[int]
     patient_ids: list[str]
+    task_masks: Tensor | None = None
 
     @classmethod
     def build(cls, task: Task, n: int, image_size: int, segmenter: Any) -> AttentionInputs:
-        """``n`` evenly spaced test images at ``image_size`` with predicted lung masks."""
+        """``n`` evenly spaced test images at ``image_size`` with predicted lung masks.
+
+        For a task with lung masks of its own, the images are drawn from the test
+        images that have one, and both kinds of masks are kept.
+        """
         test = task.datasets[1]
-        size = len(test)  # type: ignore[arg-type]
-        index = list(range(0, size, max(1, size // n)))[:n]
-        images = torch.stack([test[i][0] for i in index])
-        images = F.interpolate(images, size=(image_size,) * 2, mode="bilinear", align_corners=False)
+        mask_files = task.test_mask_files()
+        if mask_files is None:
+            candidates = list(range(len(test)))  # type: ignore[arg-type]
+        else:
+            candidates = [i for i, m in enumerate(mask_files) if m is not None]
+        step = max(1, len(candidates) // n)
+        index = [candidates[k] for k in range(0, len(candidates), step)][:n]
+        size = (image_size, image_size)  # each on its own: test images may differ in size
+        images = torch.cat(
+            [F.interpolate(test[i][0][None], size=size, mode="bilinear", align_corners=False)
+             for i in index]
+        )  # fmt: skip
         masks = segmenter.predict(images).any(dim=1)
         labels = task.test_labels
         groups = task.test_groups
+        own = None if mask_files is None else task.test_lung_masks(index, image_size)
         return cls(
-            index, images, masks, [int(labels[i]) for i in index], [groups[i] for i in index]
+            index,
+            images,
+            masks,
+            [int(labels[i]) for i in index],
+            [groups[i] for i in index],
+            own,
         )
 
 
@@ -205,23 +242,48 @@ def run_cell(
         model = res.model
         if model is None:
             raise RuntimeError("fine_tune returned no model to score")
-        layer = getattr(getattr(model, "backbone", None), "fine_target_layer", None)
-        scorer.target_layer = layer if isinstance(layer, nn.Module) else None
-        device = next(model.parameters()).device
-        rep = scorer.score(
-            model.eval(),
-            attention.images.to(device),
-            targets=attention.targets,
-            masks=attention.masks,
-            patient_ids=attention.patient_ids,
-            keep_maps=False,
-        )
-        record["attention"] = {
-            "image_index": attention.index,
-            **{
-                m: [None if v != v else round(v, 6) for v in rep.column(m).tolist()]
-                for m in ATTENTION_METRICS
-            },
-        }
+        record["attention"] = score_attention(model, attention, scorer)
     record["seconds"] = round(time.perf_counter() - t0, 2)
     return record
+
+
+def score_attention(
+    model: nn.Module, attention: AttentionInputs, scorer: LungAttentionScorer
+) -> dict[str, Any]:
+    """Per-image lung attention of a fine-tuned model: ``{metric: [value or None, ...]}``.
+
+    Scored against the predicted masks (:data:`ATTENTION_METRICS`) and, where the
+    inputs carry the task's own masks, against those from the same saliency maps
+    (keys prefixed with :data:`TASK_MASK_PREFIX`); ``image_index`` lists the test images.
+    """
+    layer = getattr(getattr(model, "backbone", None), "fine_target_layer", None)
+    scorer.target_layer = layer if isinstance(layer, nn.Module) else None
+    device = next(model.parameters()).device
+    own = attention.task_masks is not None
+    rep = scorer.score(
+        model.eval(),
+        attention.images.to(device),
+        targets=attention.targets,
+        masks=attention.masks,
+        patient_ids=attention.patient_ids,
+        keep_maps=own,
+    )
+    out: dict[str, Any] = {"image_index": attention.index, **_columns(rep, "")}
+    if own and rep.saliency is not None:
+        task_rep = scorer.score(
+            None,
+            attention.images,
+            masks=attention.task_masks,
+            patient_ids=attention.patient_ids,
+            saliency=rep.saliency.cpu(),
+            keep_maps=False,
+        )
+        out.update(_columns(task_rep, TASK_MASK_PREFIX))
+    return out
+
+
+def _columns(report: Any, prefix: str) -> dict[str, list[float | None]]:
+    return {
+        prefix + m: [None if v != v else round(v, 6) for v in report.column(m).tolist()]
+        for m in ATTENTION_METRICS
+    }

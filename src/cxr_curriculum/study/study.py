@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from cxr_curriculum.curriculum import data_fingerprint
-from cxr_curriculum.data import dataset_files
+from cxr_curriculum.data import PoolExclusion, dataset_files, exclude_test_images
 from cxr_curriculum.study.arms import Arm, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
 from cxr_curriculum.study.results import StudyResults
@@ -42,7 +42,8 @@ class Study:
         tasks: Downstream tasks, e.g. ``[KermanyTask()]``.
         output: Folder of the cell JSONs, ``index.json``, ``results.json`` and ``report.md``.
         pretrain_data: Unlabelled images of every pretraining stage (``None`` only when
-            no arm has stages).
+            no arm has stages). The images of every task's test patients are removed
+            from it before pretraining (see ``exclude_test_patients``).
         pretrain_dir: Folder of the pretraining checkpoints (large; default
             ``output/pretrain``; keep it out of version control).
         arch: Backbone architecture (:class:`~cxr_curriculum.Backbone` name).
@@ -54,6 +55,11 @@ class Study:
         device: Pretraining device (``None``: the Curriculum's choice).
         workers: DataLoader workers of the pretraining stages.
         progress: Show a progress bar of cells (``None``: when stderr is a terminal).
+        exclude_test_patients: Keep every task's test patients out of ``pretrain_data``
+            (:func:`~cxr_curriculum.data.exclude_test_images`: by patient id within one
+            archive, by file otherwise); :attr:`pool_exclusion` and the report count the
+            images removed. ``False`` pretrains on ``pretrain_data`` as given (the report
+            then counts the test patients' images left in).
 
     Raises:
         ValueError: On mismatched budgets, duplicate names or invalid settings.
@@ -77,6 +83,7 @@ class Study:
         device: str | torch.device | None = None,
         workers: int = 0,
         progress: bool | None = None,
+        exclude_test_patients: bool = True,
     ) -> None:
         self.arms, self.tasks = list(arms), list(tasks)
         self.seeds = [int(s) for s in seeds]
@@ -97,7 +104,10 @@ class Study:
             raise ValueError("pretrain_data is required when an arm has stages")
         self.output = Path(output)
         self.pretrain_dir = Path(pretrain_dir) if pretrain_dir else self.output / "pretrain"
-        self.pretrain_data, self.arch = pretrain_data, arch
+        self.pool_source, self.arch = pretrain_data, arch
+        self.exclude_test_patients = bool(exclude_test_patients)
+        self._pool: tuple[Dataset[Any] | None, dict[str, PoolExclusion]] | None = None
+        self._checked: list[str] | None = None
         self.batch_size, self.image_size = int(batch_size), int(image_size)
         self.fractions = [float(f) for f in fractions]
         self.protocols = [p for p in PROTOCOLS if p in protocols]
@@ -106,6 +116,52 @@ class Study:
         self.store = CellStore(self.output)
         self._pool_fp: str | None = None
         self.unavailable: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ pool
+    def _filtered_pool(self) -> tuple[Dataset[Any] | None, dict[str, PoolExclusion]]:
+        if self._pool is None:
+            data = self.pool_source
+            if data is None:
+                self._pool = (None, {})
+            else:
+                tests = {t.name: t.datasets[1] for t in self.tasks}
+                kept, counts = exclude_test_images(data, tests)
+                self._pool = (kept if self.exclude_test_patients else data, counts)
+        return self._pool
+
+    @property
+    def pretrain_data(self) -> Dataset[Any] | None:
+        """The pretraining images: ``pretrain_data`` less every task's test patients.
+
+        With ``exclude_test_patients=False``, ``pretrain_data`` as given. Computed on
+        first use (it loads every task's test set).
+        """
+        return self._filtered_pool()[0]
+
+    @property
+    def pool_exclusion(self) -> dict[str, PoolExclusion]:
+        """Per task, the pool images of its test patients: removed, or (when
+        ``exclude_test_patients`` is False) left in."""
+        return self._filtered_pool()[1]
+
+    def check(self) -> list[str]:
+        """Load and check every task, every file start and the pretraining images.
+
+        Runs before any training (:meth:`run` calls it); see
+        :func:`cxr_curriculum.study.check.check_study`. The result is kept: a second
+        call returns it without checking again.
+
+        Returns:
+            Lines that summarise what was checked (tasks, classes, pool, removals).
+
+        Raises:
+            ValueError: Naming the task, arm or file at fault.
+        """
+        from cxr_curriculum.study.check import check_study
+
+        if self._checked is None:
+            self._checked = check_study(self)
+        return list(self._checked)
 
     # ------------------------------------------------------------------ cells
     def cells(self) -> list[CellKey]:
@@ -168,6 +224,7 @@ class Study:
         Returns:
             The :class:`StudyResults` of every finished cell.
         """
+        self.check()
         pending = self.pending()
         main = is_main()
         total = len(self.cells())

@@ -3,24 +3,39 @@
 A task tells the study which datasets to evaluate a backbone on, how to turn a
 protocol's :class:`~cxr_curriculum.evaluation.EvalResult` into the per-image scores a
 cell stores, and how to compute its metric under bootstrap weights. Kermany pneumonia
-(binary AUROC, Kermany et al., Cell 2018) is built in; a multi-label task (macro
-AUROC) subclasses :class:`Task` and overrides :meth:`Task.cell_scores` and
-:meth:`Task.weighted_metric`.
+(binary AUROC, Kermany et al., Cell 2018) is built in; the generic
+:class:`~cxr_curriculum.study.BinaryTask` and
+:class:`~cxr_curriculum.study.MultiLabelTask` take any ``(train, test)`` pair, and
+:func:`~cxr_curriculum.study.build_task` builds one per dataset kind.
+
+The API a task of your own implements (``docs/study.md``, "Custom tasks"):
+
+* :meth:`Task.load` (required): return ``(train, test)`` labelled datasets exposing
+  ``.labels`` and ``.patient_ids`` (every loader of :mod:`cxr_curriculum.data` does);
+* :attr:`Task.name`, :attr:`Task.metric`, :attr:`Task.attention` (class attributes or
+  set in ``__init__``);
+* optionally :meth:`Task.config` (add what defines your data, e.g. a split seed),
+  :meth:`Task.cell_scores` and :meth:`Task.weighted_metric` (another metric), and
+  :attr:`Task.mask_source` with ``lung_mask_files`` on the test set (your own lung masks).
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections import Counter
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 from torch.utils.data import Dataset, Subset
 
 from cxr_curriculum.curriculum import data_fingerprint
-from cxr_curriculum.data import KermanyPneumonia, data_root, dataset_patient_ids
+from cxr_curriculum.data import KermanyPneumonia, data_root, dataset_patient_ids, read_mask
+from cxr_curriculum.data.findings import root_and_indices
 from cxr_curriculum.evaluation import EvalResult
 from cxr_curriculum.evaluation.fractions import labels_of
 from cxr_curriculum.study.resample import weighted_binary_auroc
@@ -41,6 +56,13 @@ class Task(ABC):
     metric: str = "auroc"
     #: Score fine-tuned models' lung attention (Grad-CAM explaining the true class).
     attention: bool = True
+    #: What the task's own lung masks are (e.g. ``"V7 Labs lung masks, drawn by people"``),
+    #: or None when it has none. With masks, the test set lists them per image in
+    #: ``lung_mask_files`` (None for an image without one) and lung attention is scored
+    #: against them as well as against the bundled segmenter's masks.
+    mask_source: str | None = None
+    #: Raw mask value that means "ignore" in the task's own masks (V7: 127).
+    mask_ignore_value: int | None = None
 
     @abstractmethod
     def load(self) -> tuple[Dataset[Any], Dataset[Any]]:
@@ -76,6 +98,101 @@ class Task(ABC):
             "n_train": len(train),  # type: ignore[arg-type]
             "n_test": len(test),  # type: ignore[arg-type]
         }
+
+    def test_mask_files(self) -> list[Path | None] | None:
+        """The task's own lung mask file of each test image (None: no mask), or None.
+
+        None when the task has no masks (:attr:`mask_source` is None).
+        """
+        if self.mask_source is None:
+            return None
+        base, index = root_and_indices(self.datasets[1])
+        files = getattr(base, "lung_mask_files", None)
+        if files is None:
+            raise ValueError(
+                f"task {self.name!r} names a mask source but its test set has no lung_mask_files"
+            )
+        return [None if files[i] is None else Path(files[i]) for i in index]
+
+    def test_lung_masks(self, index: list[int], size: int) -> Tensor:
+        """The task's own lung masks of test images ``index``, at ``size x size`` pixels.
+
+        A mask is resized as :class:`~cxr_curriculum.study.runner.AttentionInputs`
+        resizes its image (to a square; nearest neighbour); pixels marked "ignore" are
+        not lung.
+
+        Returns:
+            ``(M, size, size)`` bool.
+
+        Raises:
+            ValueError: The task has no masks, or one of the images has none.
+        """
+        files = self.test_mask_files()
+        if files is None:
+            raise ValueError(f"task {self.name!r} has no lung masks of its own")
+        out = []
+        for i in index:
+            path = files[i]
+            if path is None:
+                raise ValueError(f"task {self.name!r}: test image {i} has no lung mask")
+            mask = read_mask(path, ignore_value=self.mask_ignore_value)
+            lung = (mask == 1).to(torch.float32)[None]
+            out.append(F.interpolate(lung, size=(size, size), mode="nearest")[0, 0] > 0.5)
+        return torch.stack(out) if out else torch.zeros(0, size, size, dtype=torch.bool)
+
+    def check(self) -> dict[str, Any]:
+        """Load both sets and check that the task can be scored; a summary for the report.
+
+        Binary tasks need both classes in the training and the test set (AUROC is
+        undefined otherwise); a task with lung masks needs at least one test image with
+        a mask. Subclasses add their own checks (multi-label: findings to score).
+
+        Returns:
+            ``{"name", "n_train", "n_test", "test_patients", "test_classes", ...}``.
+
+        Raises:
+            ValueError: Naming the task and what is wrong.
+        """
+        train, test = self.datasets
+        out: dict[str, Any] = {
+            "name": self.name,
+            "n_train": len(train),  # type: ignore[arg-type]
+            "n_test": len(test),  # type: ignore[arg-type]
+            "test_patients": len(set(self.test_groups)),
+        }
+        for split, data in (("training", train), ("test", test)):
+            if len(data) == 0:  # type: ignore[arg-type]
+                raise ValueError(f"task {self.name!r}: its {split} set is empty")
+        if self.metric == "auroc":
+            classes = getattr(root_and_indices(test)[0], "classes", None)
+            for split, data in (("training", train), ("test", test)):
+                labels = labels_of(data)
+                if labels is None:
+                    raise ValueError(f"task {self.name!r}: the {split} set has no .labels")
+                counts = Counter(int(v) for v in labels.tolist())
+                if len(counts) < 2:
+                    (only,) = counts
+                    what = classes[only] if classes and 0 <= only < len(classes) else only
+                    raise ValueError(
+                        f"task {self.name!r}: its {split} set has only class {what!r} "
+                        f"({counts[only]} images); a binary task needs both classes (AUROC "
+                        "is undefined with one): use more data, another split or split seed"
+                    )
+            test_counts = Counter(int(v) for v in self.test_labels.tolist())
+            out["test_classes"] = {
+                (classes[k] if classes and k < len(classes) else str(k)): n
+                for k, n in sorted(test_counts.items())
+            }
+        masks = self.test_mask_files()
+        if masks is not None:
+            have = [i for i, m in enumerate(masks) if m is not None]
+            if not have:
+                raise ValueError(
+                    f"task {self.name!r}: none of its {len(masks)} test images has a lung mask"
+                )
+            self.test_lung_masks(have[:1], 32)  # the first mask decodes
+            out["test_masks"] = len(have)
+        return out
 
     def cell_scores(self, result: EvalResult) -> Tensor:
         """The per-image scores a cell stores: ``(N,)`` positive-class probabilities."""

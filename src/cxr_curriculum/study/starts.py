@@ -1,0 +1,83 @@
+"""Where an arm's backbone starts: random weights, ImageNet, or a weights file.
+
+A ``file:`` start (``Arm(..., start="file:PATH")``) lets a downloaded CXR foundation
+model or a previous curriculum's ``backbone.safetensors`` stand beside a curriculum. The
+file goes through :class:`~cxr_curriculum.Backbone` (``weights=PATH``): a
+``.safetensors`` file is checked against its sidecar's sha256, a torch file is read with
+``weights_only=True``, and tensors that do not fit the architecture are refused with the
+file and the keys named. A sidecar written by :meth:`~cxr_curriculum.Backbone.save` that
+names another architecture is refused too.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from cxr_curriculum._artefacts import sha256_file
+from cxr_curriculum.backbones import Backbone
+from cxr_curriculum.study.arms import Arm
+
+__all__ = ["check_start", "start_backbone", "start_sha256"]
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def start_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a start file (read once per file version)."""
+    st = os.stat(path)
+    return _sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def start_backbone(arm: Arm, arch: str) -> Backbone:
+    """The arm's starting backbone for ``arch`` (random, ImageNet or its file).
+
+    Random weights are drawn from torch's global generator (the study seeds it).
+
+    Raises:
+        ValueError: The file's tensors do not fit ``arch``, or its sidecar names another
+            architecture (the message names the file).
+        WeightsNotAvailableError: ImageNet start without the weights (offline).
+    """
+    file = arm.start_file
+    if file is None:
+        return Backbone(arch, weights="imagenet" if arm.start == "imagenet" else None)
+    _check_sidecar(file, arch)
+    return Backbone(arch, weights=file)
+
+
+def check_start(arm: Arm, arch: str) -> str:
+    """Load a ``file:`` start into ``arch`` once (nothing trains); return its sha256.
+
+    Raises:
+        ValueError: As :func:`start_backbone`, naming the file.
+    """
+    file = arm.start_file
+    if file is None:
+        raise ValueError(f"arm {arm.name!r} does not start from a file")
+    with torch.random.fork_rng(devices=[]):
+        start_backbone(arm, arch)
+    return start_sha256(file)
+
+
+def _check_sidecar(file: Path, arch: str) -> None:
+    from cxr_curriculum.backbones import read_sidecar
+
+    if file.suffix != ".safetensors":
+        return
+    try:
+        info = read_sidecar(file)
+    except FileNotFoundError:
+        return  # a plain safetensors state dict: the tensors are checked on loading
+    name = info.get("name")
+    if name is not None and name != arch:
+        raise ValueError(
+            f"{file}: its sidecar says it is a {name!r} backbone, but the study's arch is "
+            f"{arch!r}; set arch = {name!r} or start from another file"
+        )
