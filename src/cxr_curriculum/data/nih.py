@@ -9,7 +9,7 @@ File names are ``<patient>_<study>.png`` (``00000061_012.png``: patient ``000000
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from cxr_curriculum.data._root import data_root
 from cxr_curriculum.data.base import CXRDataset, OnError, Transform
 from cxr_curriculum.data.findings import NIH_FINDING_MAP
 from cxr_curriculum.data.io import is_image_file
+from cxr_curriculum.data.label_table import image_stem
 from cxr_curriculum.data.tables import find_table, keep_present, read_table
 from cxr_curriculum.data.windowing import Window
 
@@ -49,6 +50,33 @@ def nih_patient_id(name: str) -> str:
     return stem.split("_", 1)[0]
 
 
+def _by_name_or_stem(files: list[Path]) -> Callable[[str], Path | None]:
+    """Look a table's image name up by file name, else by stem whatever the suffix.
+
+    NIH's table names ``00000001_000.png``; a DICOM conversion of the archive holds
+    ``00000001_000.dcm``. Two files with the row's stem (and neither its exact name)
+    are an error naming both.
+    """
+    by_name = {p.name: p for p in files}
+    by_stem: dict[str, list[Path]] = {}
+    for p in files:
+        by_stem.setdefault(image_stem(p.name), []).append(p)
+
+    def find(name: str) -> Path | None:
+        name = name.strip()
+        if name in by_name:
+            return by_name[name]
+        found = by_stem.get(image_stem(name), [])
+        if len(found) > 1:
+            raise ValueError(
+                f"NIH table row {name!r} matches {len(found)} files by name: {found[0]} and "
+                f"{found[1]}; keep one of them under root"
+            )
+        return found[0] if found else None
+
+    return find
+
+
 class NIHChestXray14(CXRDataset):
     """NIH ChestX-ray14 from class folders or from ``Data_Entry_2017.csv``.
 
@@ -58,8 +86,9 @@ class NIHChestXray14(CXRDataset):
     *CSV form* (``csv_file`` given, or a table of :data:`NIH_CSV_NAMES` is in ``root``,
     plain, ``.gz`` or ``.zip``, e.g. the 2020 release ``Data_Entry_2017_v2020.csv.gz``): rows name
     images found anywhere under ``root`` (the official ``images_0NN/images/`` folders or
-    one flat folder); rows whose image is absent are dropped and counted in
-    ``.missing``. ``Finding Labels`` holds ``|``-separated findings:
+    one flat folder), by file name or else by name whatever the suffix (the row
+    ``00000001_000.png`` finds ``00000001_000.dcm``); rows whose image is absent are
+    dropped and counted in ``.missing``. ``Finding Labels`` holds ``|``-separated findings:
 
     * ``positive=None``: multi-label. ``classes`` are :data:`NIH_FINDINGS`, an item's
       label is a multi-hot ``float32`` tensor ``(14,)`` and ``.targets`` is ``(N, 14)``.
@@ -153,9 +182,9 @@ class NIHChestXray14(CXRDataset):
         rows = read_table(csv_file, need)
         if views is not None:
             rows = [r for r in rows if r["View Position"] in views]
-        index = {p.name: p for p in self.root.rglob("*") if is_image_file(p)}
+        find = _by_name_or_stem([p for p in self.root.rglob("*") if is_image_file(p)])
         located, self.missing = keep_present(
-            ((row, index.get(row["Image Index"])) for row in rows),
+            ((row, find(row["Image Index"])) for row in rows),
             dataset="NIHChestXray14", what="rows", table=csv_file, folder=self.root,
         )  # fmt: skip
         files: list[Path] = []
