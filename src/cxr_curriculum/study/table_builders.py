@@ -242,11 +242,12 @@ def table_task(
         )
 
     described = {k: v for k, v in common.items() if v is not None and k != "mask_ignore_value"}
-    described = {"kind": "table", "table": Path(table).name, **described}
+    described = {"table": Path(table).name, **described}
     if split_column is None:
         source = split_source("table", test_share, split_seed, **described)
     else:
-        source = {**described, "split": {"train": train_split, "test": test_split}}
+        split = {"train": train_split, "test": test_split}
+        source = {"kind": "table", **described, "split": split}
     cached = cache_options(stride, cache, cache_long_side, cache_workers)
     if len(columns) > 1:
         return MultiLabelTask(data, name=name, source=source, min_positives=min_positives, **cached)
