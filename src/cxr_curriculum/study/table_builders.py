@@ -15,19 +15,19 @@ from typing import Any, Literal
 
 from cxr_curriculum.data import MIMICCXR, CheXpert, LabelTable, PadChest, VinDrCXR
 from cxr_curriculum.study.generic_tasks import BinaryTask, MultiLabelTask, split_by_patient
-from cxr_curriculum.study.task_builders import PathArg, cache_options, split_source
+from cxr_curriculum.study.task_builders import cache_options, split_source
 from cxr_curriculum.study.tasks import Task
 
 __all__ = ["chexpert_task", "mimic_task", "padchest_task", "table_task", "vindr_task"]
 
 
 def chexpert_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "chexpert",
     split: Literal["official", "patients"] = "official",
-    csv_file: PathArg = None,
-    valid_csv: PathArg = None,
+    csv_file: str | os.PathLike[str] | None = None,
+    valid_csv: str | os.PathLike[str] | None = None,
     uncertain: Literal["ignore", "positive", "negative"] = "ignore",
     blank: Literal["unknown", "negative"] = "unknown",
     frontal_only: bool = False,
@@ -35,7 +35,7 @@ def chexpert_task(
     split_seed: int = 0,
     min_positives: int = 5,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> MultiLabelTask:
@@ -69,7 +69,7 @@ def chexpert_task(
 
 
 def mimic_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "mimic",
     labeler: Literal["chexpert", "negbio"] = "chexpert",
@@ -78,7 +78,7 @@ def mimic_task(
     frontal_only: bool = True,
     min_positives: int = 5,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> MultiLabelTask:
@@ -107,10 +107,10 @@ def mimic_task(
 
 
 def vindr_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "vindr",
-    csv_file: PathArg = None,
+    csv_file: str | os.PathLike[str] | None = None,
     min_votes: int = 2,
     uncertain: Literal["negative", "ignore"] = "negative",
     image_dir: str = "train",
@@ -119,7 +119,7 @@ def vindr_task(
     split_seed: int = 0,
     min_positives: int = 5,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> MultiLabelTask:
@@ -145,10 +145,10 @@ def vindr_task(
 
 
 def padchest_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "padchest",
-    csv_file: PathArg = None,
+    csv_file: str | os.PathLike[str] | None = None,
     findings: Sequence[str] | None = None,
     projections: Sequence[str] | None = None,
     physician_only: bool = False,
@@ -156,7 +156,7 @@ def padchest_task(
     split_seed: int = 0,
     min_positives: int = 5,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> MultiLabelTask:
@@ -187,7 +187,7 @@ def padchest_task(
 
 def table_task(
     table: str | os.PathLike[str],
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "table",
     path_column: str,
@@ -204,7 +204,7 @@ def table_task(
     split_seed: int = 0,
     min_positives: int = 5,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> Task:

@@ -32,7 +32,6 @@ from cxr_curriculum.study.nih_task import NIHFindingsTask
 from cxr_curriculum.study.tasks import KermanyTask, Task
 
 __all__ = [
-    "PathArg",
     "covid_task",
     "kermany_task",
     "nih_task",
@@ -42,8 +41,6 @@ __all__ = [
     "split_source",
 ]
 
-PathArg = str | os.PathLike[str] | None
-
 
 def split_source(kind: str, test_share: float, split_seed: int, **more: Any) -> dict[str, Any]:
     """The ``source`` of a task split by patient: kind, settings, share and seed."""
@@ -51,7 +48,7 @@ def split_source(kind: str, test_share: float, split_seed: int, **more: Any) -> 
 
 
 def cache_options(
-    stride: int, cache: PathArg, cache_long_side: int, cache_workers: int
+    stride: int, cache: str | os.PathLike[str] | None, cache_long_side: int, cache_workers: int
 ) -> dict[str, Any]:
     """The generic tasks' keyword arguments for ``stride`` and the cache keys."""
     return {
@@ -63,11 +60,11 @@ def cache_options(
 
 
 def kermany_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "kermany",
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> Task:
@@ -90,14 +87,14 @@ def kermany_task(
 
 
 def covid_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "covid",
     views: Sequence[str] = COVID_FRONTAL_VIEWS,
     test_share: float = 0.3,
     split_seed: int = 0,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> BinaryTask:
@@ -138,17 +135,17 @@ def covid_task(
 
 
 def nih_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "nih",
-    csv_file: PathArg = None,
+    csv_file: str | os.PathLike[str] | None = None,
     positive: str | None = None,
     negative: str | None = None,
     test_share: float = 0.3,
     split_seed: int = 0,
     min_positives: int = 5,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> Task:
@@ -189,13 +186,13 @@ def nih_task(
 
 
 def shenzhen_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "shenzhen",
     test_share: float = 0.3,
     split_seed: int = 0,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> BinaryTask:
@@ -221,16 +218,16 @@ def shenzhen_task(
 
 
 def rsna_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "rsna",
-    csv_file: PathArg = None,
+    csv_file: str | os.PathLike[str] | None = None,
     image_dir: str = "stage_2_train_images",
     suffix: str = ".dcm",
     test_share: float = 0.3,
     split_seed: int = 0,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> BinaryTask:
@@ -253,15 +250,15 @@ def rsna_task(
 
 
 def siim_task(
-    root: PathArg = None,
+    root: str | os.PathLike[str] | None = None,
     *,
     name: str = "siim",
-    csv_file: PathArg = None,
+    csv_file: str | os.PathLike[str] | None = None,
     image_dir: str = "dicom-images-train",
     test_share: float = 0.3,
     split_seed: int = 0,
     stride: int = 1,
-    cache: PathArg = None,
+    cache: str | os.PathLike[str] | None = None,
     cache_long_side: int = 512,
     cache_workers: int = 0,
 ) -> BinaryTask:
