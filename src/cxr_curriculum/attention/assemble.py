@@ -28,6 +28,7 @@ def build_report(
     info: dict[str, Any],
     settings: dict[str, Any],
     keep_maps: bool = True,
+    extra: dict[str, Tensor] | None = None,
 ) -> AttentionReport:
     """Score ``saliency`` against ``lungs`` and assemble the report.
 
@@ -42,9 +43,12 @@ def build_report(
         info: Metadata of the run (method, target, layer, warnings, mask source, ...).
         settings: ``n_boot``, ``level``, ``seed`` and ``exclude_flagged``.
         keep_maps: Keep maps and masks on the report for plotting.
+        extra: More per-image metric columns (name -> ``(B,)``), e.g. the faithfulness
+            columns of :func:`~.faithfulness.faithfulness_metrics`; aggregated like the
+            lung metrics.
     """
     saliency = saliency.detach().float().cpu()
-    values = lung_metrics(saliency, lungs.cpu())
+    values = {**lung_metrics(saliency, lungs.cpu()), **(extra or {})}
     empty = empty_saliency(saliency)
     rows = []
     for i in range(saliency.shape[0]):
