@@ -6,12 +6,14 @@ pool), ``[[arms]]`` (``name``, ``start``, ``[[arms.stages]]``), ``[[tasks]]`` (`
 ``name``, ``root``; Kermany: ``stride``, ``cache``, ``cache_long_side``,
 ``cache_workers``; NIH: ``csv_file``, ``test_share``, ``split_seed``, ``min_positives``) and
 ``[evaluation]`` (``fractions``, ``protocols`` and
-the :class:`~cxr_curriculum.study.Protocols` settings).
+the :class:`~cxr_curriculum.study.Protocols` settings, including ``faithfulness``, a list
+of perturbation metrics for the attention record).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from cxr_curriculum.config.builders import build_data, build_method, stage_options
 from cxr_curriculum.config.keys import ConfigError, Table
@@ -104,14 +106,22 @@ def _protocols(table: Table) -> tuple[list[float], list[str], Protocols]:
             raise ConfigError(
                 f"{table.key('protocols')}[{i}]: expected one of {PROTOCOLS}, got {p!r}"
             )
-    kw = {}
+    kw: dict[str, Any] = {}
     for field in dataclasses.fields(Protocols):
+        if isinstance(field.default, tuple):  # faithfulness: a list of names
+            names = table.list_of(field.name, "str")
+            if names is not None:
+                kw[field.name] = tuple(names)
+            continue
         kind = "number" if isinstance(field.default, float) else "int"
         value = table.get(field.name, kind)
         if value is not None:
             kw[field.name] = value
     table.finish()
-    return fractions, protocols, Protocols(**kw)
+    try:
+        return fractions, protocols, Protocols(**kw)
+    except ValueError as err:
+        raise ConfigError(f"{table.path}: {err}") from err
 
 
 def study_from_table(top: Table) -> Study:

@@ -34,6 +34,29 @@ __all__ = ["StudyResults"]
 
 #: Bootstrap replicates of every interval in a study report.
 N_RESAMPLES = 2000
+#: Faithfulness columns of the attention record reported per arm when the cells have them
+#: (``[evaluation] faithfulness``), in report order.
+ATTENTION_FAITHFULNESS = (
+    "deletion",
+    "insertion",
+    "road",
+    "lung_drop",
+    "outside_drop",
+    "lung_effect",
+    "lung_effect_salient",
+)
+#: Range of each attention statistic (its interval is clipped to it).
+ATTENTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "lift": (0.0, math.inf),
+    "energy_in_mask": (0.0, 1.0),
+    "deletion": (0.0, 1.0),
+    "insertion": (0.0, 1.0),
+    "road": (-1.0, 1.0),
+    "lung_drop": (-1.0, 1.0),
+    "outside_drop": (-1.0, 1.0),
+    "lung_effect": (-2.0, 2.0),
+    "lung_effect_salient": (-2.0, 2.0),
+}
 
 
 class StudyResults:
@@ -130,7 +153,8 @@ class StudyResults:
         return [(k, c) for k, c in self.cells.items() if "attention" in c]
 
     def attention(self) -> list[dict[str, Any]]:
-        """Per (task, fraction, arm): mean lung lift and energy over seeds, with CIs."""
+        """Per (task, fraction, arm): mean lung lift and energy over seeds, with CIs, and
+        the faithfulness columns the cells recorded (:data:`ATTENTION_FAITHFULNESS`)."""
         out = []
         for task in self.study.tasks:
             for f, arm in itertools.product(self.study.fractions, self.study.arms):
@@ -140,7 +164,9 @@ class StudyResults:
                     continue
                 groups = [task.test_groups[i] for i in cells[0]["attention"]["image_index"]]
                 row: dict[str, Any] = {"task": task.name, "fraction": f, "arm": arm.name}
-                for metric in ("lift", "energy_in_mask"):
+                recorded = set.intersection(*(set(c["attention"]) for c in cells))
+                extra = [m for m in ATTENTION_FAITHFULNESS if m in recorded]
+                for metric in ("lift", "energy_in_mask", *extra):
                     v = torch.tensor(
                         [
                             [math.nan if x is None else x for x in c["attention"][metric]]
@@ -154,7 +180,7 @@ class StudyResults:
                         groups,
                         v.shape[1],
                         n_resamples=self.n_resamples,
-                        bounds=(0.0, 1.0 if metric == "energy_in_mask" else math.inf),
+                        bounds=ATTENTION_BOUNDS.get(metric, (-math.inf, math.inf)),
                     ).to_dict()
                 out.append(row)
         return out

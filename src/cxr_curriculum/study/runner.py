@@ -51,6 +51,11 @@ class Protocols:
         knn_k: Neighbours of the kNN protocol.
         probe_l2: L2 penalty of the linear probe.
         attention_images: Test images scored for lung attention (0: none).
+        faithfulness: Perturbation metrics added to the attention record of fine-tuned
+            models (any of ``"deletion"``, ``"insertion"``, ``"road"`` and ``"lungs"``,
+            the lung-restricted effect; see :mod:`cxr_curriculum.attention.faithfulness`).
+            Off by default: together they cost about 200 forward passes per scored
+            image (docs/attention.md).
     """
 
     finetune_steps: int = 100
@@ -59,6 +64,20 @@ class Protocols:
     knn_k: int = 20
     probe_l2: float = 1e-3
     attention_images: int = 48
+    faithfulness: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from cxr_curriculum.attention.faithfulness import check_faithfulness
+
+        object.__setattr__(self, "faithfulness", check_faithfulness(self.faithfulness))
+
+    @property
+    def attention_columns(self) -> tuple[str, ...]:
+        """Per-image columns of a fine-tuned cell's attention record."""
+        from cxr_curriculum.attention import FAITHFULNESS_COLUMNS
+
+        extra = [c for name in self.faithfulness for c in FAITHFULNESS_COLUMNS[name]]
+        return ATTENTION_METRICS + tuple(extra)
 
     def config(self, protocol: str) -> dict[str, Any]:
         """The settings that change ``protocol``'s result."""
@@ -66,13 +85,16 @@ class Protocols:
             return {"name": protocol, "k": self.knn_k}
         if protocol == "linear_probe":
             return {"name": protocol, "l2": self.probe_l2}
-        return {
+        out: dict[str, Any] = {
             "name": protocol,
             "steps": self.finetune_steps,
             "batch_size": self.finetune_batch_size,
             "lr": self.finetune_lr,
             "attention_images": self.attention_images,
         }
+        if self.faithfulness:  # absent when off, so cells of earlier studies stay valid
+            out["faithfulness"] = list(self.faithfulness)
+        return out
 
 
 def pretrain(
@@ -207,6 +229,7 @@ def run_cell(
             raise RuntimeError("fine_tune returned no model to score")
         layer = getattr(getattr(model, "backbone", None), "fine_target_layer", None)
         scorer.target_layer = layer if isinstance(layer, nn.Module) else None
+        scorer.faithfulness = settings.faithfulness
         device = next(model.parameters()).device
         rep = scorer.score(
             model.eval(),
@@ -220,7 +243,7 @@ def run_cell(
             "image_index": attention.index,
             **{
                 m: [None if v != v else round(v, 6) for v in rep.column(m).tolist()]
-                for m in ATTENTION_METRICS
+                for m in settings.attention_columns
             },
         }
     record["seconds"] = round(time.perf_counter() - t0, 2)
