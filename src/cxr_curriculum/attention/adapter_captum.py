@@ -165,7 +165,8 @@ class CaptumAttribution(SaliencyMethod):
         call = dict(self.call)
         if "target" in inspect.signature(method.attribute).parameters or self.inner is not None:
             call["target"] = captum_target
-        out = method.attribute(images.detach().clone(), **call)
+        inputs = images.detach().clone().requires_grad_(True)  # as captum's gradients want
+        out = method.attribute(inputs, **call)
         attr = out[0] if isinstance(out, tuple) else out
         if not isinstance(attr, Tensor) or attr.ndim != 4 or attr.shape[0] != n:
             shape = tuple(attr.shape) if isinstance(attr, Tensor) else type(attr).__name__
