@@ -4,8 +4,10 @@ with two-level CIs, and report.md shows one more column per metric."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +33,10 @@ finetune_steps = 2
 finetune_batch_size = 8
 attention_images = 4
 {extra}"""
+
+
+def _ci_text(stat: dict[str, Any]) -> str:
+    return f"{stat['estimate']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
 
 
 def _file(tmp_path: Path, extra: str) -> Path:
@@ -59,7 +65,9 @@ def test_a_bad_faithfulness_name_in_a_study_file_names_the_table(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_a_study_reports_faithfulness_per_arm_with_intervals(tmp_path: Path) -> None:
+def test_a_study_reports_faithfulness_per_arm_with_intervals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     names = '["deletion", "insertion", "road", "lungs"]'
     study = load_study(_file(tmp_path, f"faithfulness = {names}"))
     assert study.protocol_settings.faithfulness == ("deletion", "insertion", "road", "lungs")
@@ -84,3 +92,9 @@ def test_a_study_reports_faithfulness_per_arm_with_intervals(tmp_path: Path) -> 
         "| lung effect (salient order) |"
     )
     assert "Faithfulness columns" in report
+    # benchmarks/attention_report.py renders the per-arm table for docs/attention.md.
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    table = importlib.import_module("attention_report").render_faithfulness(data)
+    assert "| kermany | 1 | scratch |" in table and "| lung effect |" in table
+    assert _ci_text(row["lung_effect"]) in table
