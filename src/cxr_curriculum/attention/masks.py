@@ -15,6 +15,7 @@ __all__ = [
     "masks_and_quality",
     "predict_lung_masks",
     "split_midline",
+    "supplied_masks",
 ]
 
 
@@ -161,3 +162,28 @@ def fit_masks(lungs: Tensor, size: tuple[int, int]) -> tuple[Tensor, str | None]
         f"masks of {h}x{w} were resized (nearest-exact) to the images' {height}x{width}; "
         "resize them yourself to silence this warning"
     )
+
+
+def supplied_masks(
+    masks: Any, n: int, size: tuple[int, int]
+) -> tuple[Tensor, list[bool | None], list[str], dict[str, Any]]:
+    """Masks given to the scorer, checked and brought to the images' size.
+
+    Args:
+        masks: As for :func:`masks_and_quality`.
+        n: Number of images.
+        size: ``(H, W)`` of the images.
+
+    Returns:
+        ``(n, 2, H, W)`` bool masks, quality flags, reasons, and ``mask_source``,
+        ``lung_split`` and ``warning`` (the resize message of :func:`fit_masks`, or
+        ``None``).
+
+    Raises:
+        ValueError: Another number of masks, or masks of another aspect ratio.
+    """
+    lungs, quality, reasons, source, split = masks_and_quality(masks)
+    if lungs.shape[0] != n:
+        raise ValueError(f"{lungs.shape[0]} masks for {n} images")
+    lungs, message = fit_masks(lungs, size)
+    return lungs, quality, reasons, {"mask_source": source, "lung_split": split, "warning": message}

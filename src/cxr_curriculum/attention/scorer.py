@@ -22,11 +22,11 @@ from torch import Tensor, nn
 
 from cxr_curriculum.stats import PairedComparison, compare_means
 
-from .assemble import build_report
+from .assemble import FaithfulnessRun, build_report
 from .base import SaliencyMethod, as_model_dtype, check_saliency, check_unit_images
 from .dataset import load_sample, pick_indices
-from .faithfulness import check_faithfulness, faithfulness_metrics
-from .masks import fit_masks, masks_and_quality, predict_lung_masks
+from .faithfulness import check_faithfulness
+from .masks import predict_lung_masks, supplied_masks
 from .perturbation import PerturbationSettings
 from .registry import check_method, make_saliency
 from .report import AttentionReport, SanityReport
@@ -219,6 +219,8 @@ class LungAttentionScorer:
             UserWarning: Masks were resized to the images (``meta["warnings"]`` too).
         """
         check_unit_images(images)
+        if self.faithfulness and model is None:
+            raise ValueError("faithfulness metrics need the model: pass it to score()")
         images = as_model_dtype(images, model)
         n = images.shape[0]
         for name, seq in (
@@ -242,15 +244,11 @@ class LungAttentionScorer:
             lungs, quality, reasons = self.predict_masks(images)
             info.update(mask_source="predicted", lung_split="channels")
         else:
-            lungs, quality, reasons, info["mask_source"], info["lung_split"] = masks_and_quality(
-                masks
-            )
-            if lungs.shape[0] != n:
-                raise ValueError(f"{lungs.shape[0]} masks for {n} images")
-            lungs, message = fit_masks(lungs, _size(images))
-            if message is not None:
-                warnings.warn(message, UserWarning, stacklevel=2)
-                info["warnings"].append(message)
+            lungs, quality, reasons, about = supplied_masks(masks, n, _size(images))
+            info.update(mask_source=about["mask_source"], lung_split=about["lung_split"])
+            if about["warning"] is not None:
+                warnings.warn(about["warning"], UserWarning, stacklevel=2)
+                info["warnings"].append(about["warning"])
         columns: dict[str, list[Any]] = {
             "image_id": list(image_ids) if image_ids is not None else [str(i) for i in range(n)],
             "patient_id": list(patient_ids) if patient_ids is not None else [None] * n,
@@ -274,29 +272,16 @@ class LungAttentionScorer:
         targets: TargetsLike,
         keep_maps: bool,
     ) -> AttentionReport:
-        """Add the faithfulness columns (if asked for) and build the report."""
-        extra: dict[str, Tensor] = {}
-        curves: dict[str, Tensor] = {}
-        if self.faithfulness:
-            if model is None:
-                raise ValueError("faithfulness metrics need the model: pass it to score()")
-            extra, curves, info["faithfulness"] = faithfulness_metrics(
-                model,
-                images,
-                saliency,
-                lungs.to(images.device),
-                targets,
-                self.faithfulness,
-                self.perturbation,
-                self.batch_size,
+        """The report, with the faithfulness columns if asked for."""
+        faithful = None
+        if self.faithfulness and model is not None:
+            faithful = FaithfulnessRun(
+                model, targets, self.faithfulness, self.perturbation, self.batch_size
             )
-        report = build_report(
+        return build_report(
             images, saliency, lungs, quality, reasons, columns, info, self._settings, keep_maps,
-            extra,
+            faithful,
         )  # fmt: skip
-        if keep_maps:
-            report.curves = curves
-        return report
 
     def score_dataset(
         self,
