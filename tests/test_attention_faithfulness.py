@@ -286,3 +286,25 @@ def test_curve_area_of_a_straight_line_is_its_midpoint(
 ) -> None:
     line = torch.linspace(start, end, steps + 1, dtype=torch.float64)[None]
     assert float(curve_area(line)[0]) == pytest.approx((start + end) / 2, abs=1e-12)
+
+
+def test_forward_passes_per_image_are_what_the_docs_say() -> None:
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.images = nn.Linear(64, 2), 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.images += x.shape[0]
+            out: torch.Tensor = self.fc(x.flatten(1))
+            return out
+
+    x = torch.rand(3, 1, 8, 8)
+    lungs = torch.zeros(3, 8, 8, dtype=torch.bool)
+    lungs[:, 2:6, 1:7] = True
+    expected = {("deletion", "insertion"): 34, ("road",): 19, ("lungs",): 67, ALL: 118}
+    for names, per_image in expected.items():  # docs/attention.md, "Cost"
+        model = Counting()
+        faithfulness_metrics(model, x, torch.rand(3, 8, 8), lungs, None, names,
+                             PerturbationSettings(), 2)  # fmt: skip
+        assert model.images == 3 * per_image
