@@ -19,6 +19,7 @@ from torch import nn
 
 from cxr_curriculum import Backbone
 from cxr_curriculum.attention import GradCAM, LungAttentionScorer, find_layer, save_grid
+from cxr_curriculum.attention.report import _title
 from cxr_curriculum.data import KermanyPneumonia, bundled_sample_root
 from cxr_curriculum.evaluation import fine_tune
 
@@ -139,6 +140,32 @@ def test_save_grid_draws_the_classes_in_turn(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "grid.png").tobytes() == Image.open(tmp_path / "ref.png").tobytes()
     with pytest.raises(ValueError, match="labels"):
         scorer.score(SmallNet(), x, masks=_lungs(8, 16), labels=[0, 1])
+
+
+class _BoxSegmenter:
+    """Two rectangular lungs, whatever the image (fast, for selection tests)."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        m = torch.zeros(b, 2, h, w, dtype=torch.bool)
+        m[:, 0, h // 4 : 3 * h // 4, w // 8 : w // 2 - 2] = True
+        m[:, 1, h // 4 : 3 * h // 4, w // 2 + 2 : 7 * w // 8] = True
+        return m
+
+
+def test_a_dataset_reports_grid_shows_both_classes(tmp_path: Path) -> None:
+    test = KermanyPneumonia(bundled_sample_root(), split="test")
+    scorer = LungAttentionScorer(_BoxSegmenter(), target_layer="features.2", n_boot=50)
+    report = scorer.score_dataset(SmallNet(), test, n=8, image_size=32, seed=0)
+    labels = [r["label"] for r in report.rows]
+    assert labels == sorted(labels) and labels[:4] == [0] * 4  # rows in dataset order
+    report.save_grid(tmp_path / "grid.png", n=4, ncol=4, scale=1)
+    assert report.images is not None and report.saliency is not None and report.masks is not None
+    idx = torch.tensor([0, 1, 4, 5])  # two of each class, grouped by class
+    titles = [_title(report.rows[i]) for i in idx.tolist()]
+    save_grid(tmp_path / "ref.png", report.images[idx], report.saliency[idx],
+              report.masks[idx], 4, titles, 1)  # fmt: skip
+    assert Image.open(tmp_path / "grid.png").tobytes() == Image.open(tmp_path / "ref.png").tobytes()
 
 
 @dataclass
