@@ -95,6 +95,7 @@ def deletion_insertion(
     clean: Tensor,
     settings: PerturbationSettings,
     batch_size: int,
+    kinds: Sequence[str] = ("deletion", "insertion"),
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Deletion and insertion AUCs and curves.
 
@@ -107,6 +108,8 @@ def deletion_insertion(
         clean: ``(B,)`` float64 scores of the clean images.
         settings: Steps and seed.
         batch_size: Copies per forward pass.
+        kinds: Which curves: ``"deletion"`` (``steps`` forward passes per image),
+            ``"insertion"`` (``steps + 1``: the baseline too).
 
     Returns:
         ``{"deletion": (B,), "insertion": (B,)}`` and the ``(B, steps + 1)`` curves.
@@ -114,13 +117,17 @@ def deletion_insertion(
     n_pix = saliency.shape[1]
     ranks = removal_ranks(saliency, settings.seed)
     counts = torch.full((images.shape[0],), n_pix, dtype=torch.long)
-    rows = torch.arange(images.shape[0])
-    base_score = forward_scores(model, baseline, rows, score, batch_size)
-    deletion = region_curves(model, images, baseline, ranks, counts, clean, score, settings.steps,
-                             batch_size)  # fmt: skip
-    insertion = region_curves(model, baseline, images, ranks, counts, base_score, score,
-                              settings.steps, batch_size)  # fmt: skip
-    curves = {"deletion": deletion, "insertion": insertion}
+    curves = {}
+    if "deletion" in kinds:
+        curves["deletion"] = region_curves(
+            model, images, baseline, ranks, counts, clean, score, settings.steps, batch_size
+        )
+    if "insertion" in kinds:
+        rows = torch.arange(images.shape[0])
+        start = forward_scores(model, baseline, rows, score, batch_size)
+        curves["insertion"] = region_curves(
+            model, baseline, images, ranks, counts, start, score, settings.steps, batch_size
+        )
     return {k: curve_area(v) for k, v in curves.items()}, curves
 
 
@@ -207,13 +214,13 @@ def faithfulness_metrics(
     empty = (sal.sum(1) <= 0).cpu()
     values: dict[str, Tensor] = {}
     curves: dict[str, Tensor] = {}
-    if "deletion" in names or "insertion" in names:
+    kinds = [k for k in ("deletion", "insertion") if k in names]
+    if kinds:
         aucs, di_curves = deletion_insertion(
-            model, images, base, sal, score, clean, settings, batch_size
+            model, images, base, sal, score, clean, settings, batch_size, kinds
         )
-        for key in ("deletion", "insertion"):
-            if key in names:
-                values[key], curves[key] = aucs[key], di_curves[key]
+        values.update(aucs)
+        curves.update(di_curves)
     if "road" in names:
         values.update(road(model, images, sal, score, clean, settings, batch_size))
     if "lungs" in names:
