@@ -11,6 +11,7 @@ from torch import Tensor
 
 from cxr_curriculum.stats import ConfidenceInterval, mean_ci
 
+from .dataset import take_in_turn
 from .report_io import json_safe, write_csv, write_json
 from .sanity_report import SanityReport
 
@@ -39,13 +40,9 @@ def balanced_order(labels: list[Any], n: int) -> list[int]:
     by_class: dict[Any, list[int]] = {}
     for i, y in enumerate(labels):
         by_class.setdefault(y, []).append(i)
-    queues = [by_class[k] for k in sorted(by_class, key=lambda k: (k is None, str(k)))]
-    picked: list[int] = []
-    while len(picked) < min(n, len(labels)):
-        for queue in queues:
-            if queue and len(picked) < n:
-                picked.append(queue.pop(0))
-    rank = {k: j for j, k in enumerate(sorted(by_class, key=lambda k: (k is None, str(k))))}
+    classes = sorted(by_class, key=lambda k: (k is None, str(k)))
+    picked = take_in_turn([by_class[k] for k in classes], n)
+    rank = {k: j for j, k in enumerate(classes)}
     return sorted(picked, key=lambda i: (rank[labels[i]], i))
 
 
