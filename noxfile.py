@@ -31,7 +31,7 @@ def _install(session: nox.Session, extras: str = "dev,compare") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The full test suite (real-data tests need CXR_DATA_ROOT or ../shared/data)."""
-    _install(session, extras="dev,compare,dicom")
+    _install(session, extras="dev,compare,dicom,saliency")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -90,11 +90,12 @@ def bench_transforms(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench_smoke(session: nox.Session) -> None:
     """Smoke variant of every benchmark (a few minutes in all); the tests run these too."""
-    _install(session, extras="dev,compare,dicom")
+    _install(session, extras="dev,compare,dicom,saliency")
     session.run("python", "benchmarks/bench_ssl_throughput.py", "--smoke")
     session.run("python", "benchmarks/bench_decode.py", "--smoke")
     session.run("python", "benchmarks/bench_lungseg.py", "--smoke")
     session.run("python", "benchmarks/bench_attention.py", "speed", "--smoke")
+    session.run("python", "benchmarks/bench_saliency.py", "adapters", "--smoke")
     session.run("python", "benchmarks/bench_curriculum.py", "--smoke")
     session.run("python", "benchmarks/bench_multilabel_nih.py", "--smoke")
 
@@ -122,6 +123,13 @@ def train_lungseg(session: nox.Session) -> None:
 def bench_attention(session: nox.Session) -> None:
     """Lung-attention scoring throughput and the confounded-classifier experiment."""
     _bench(session, "bench_attention.py")
+
+
+@nox.session(python=PYTHON)
+def bench_saliency(session: nox.Session) -> None:
+    """Adapted saliency methods' overhead and the faithfulness metrics' cost per image."""
+    _install(session, extras="dev,compare,saliency")
+    session.run("python", "benchmarks/bench_saliency.py", *(session.posargs or ["adapters"]))
 
 
 @nox.session(python=PYTHON)

@@ -1,13 +1,18 @@
-"""Render ``benchmarks/results/attention_experiment.json`` as the markdown of docs/attention.md.
+"""Render attention results as the markdown of docs/attention.md.
 
-``bench_attention.py experiment`` writes the JSON; this prints, per task, the headline
-(accuracy, AUROC, training time, mask source), the table of scores with 95% CIs, the
-paired comparisons of lift and the cascading-randomisation sanity checks, so the docs are
-pasted from the measurement rather than typed.
+``bench_attention.py experiment`` writes ``attention_experiment.json``; this prints, per
+task, the headline (accuracy, AUROC, training time, mask source), the table of scores
+with 95% CIs, the paired comparisons of lift and the cascading-randomisation sanity
+checks. With ``faithfulness`` it renders a study's ``results.json`` (a study run with
+``[evaluation] faithfulness``, e.g. ``benchmarks/configs/study_kermany_faithfulness_cpu.toml``)
+as the per-arm table of AUROC, lung attention, faithfulness and the lung-restricted
+effect, each with its two-level 95% CI over seeds and test patients. The docs are pasted
+from the measurement rather than typed.
 
 Usage::
 
     python benchmarks/attention_report.py [benchmarks/results/attention_experiment.json]
+    python benchmarks/attention_report.py faithfulness STUDY/results.json
 """
 
 from __future__ import annotations
@@ -119,8 +124,59 @@ def render(record: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: Columns of the per-arm faithfulness table: key in a results.json attention row, header.
+FAITHFULNESS = {
+    "lift": "lift",
+    "energy_in_mask": "energy in lungs",
+    "deletion": "deletion (lower better)",
+    "insertion": "insertion",
+    "road": "ROAD",
+    "lung_drop": "lung drop",
+    "outside_drop": "outside drop",
+    "lung_effect": "lung effect",
+}
+
+
+def render_faithfulness(results: dict[str, Any]) -> str:
+    """The per-arm table of a study's ``results.json`` with faithfulness columns."""
+    rows = results["attention"]
+    if not rows or not any("lung_effect" in r or "deletion" in r for r in rows):
+        raise ValueError(
+            "the study recorded no faithfulness columns: run it with [evaluation] "
+            "faithfulness = [...]"
+        )
+    auroc = {
+        (r["task"], r["fraction"], r["arm"]): r
+        for r in results["arm_metrics"]
+        if r["protocol"] == "fine_tune"
+    }
+    cols = [k for k in FAITHFULNESS if any(k in r for r in rows)]
+    design = results["design"]
+    lines = [
+        f"{len(design['seeds'])} seeds ({design['seeds']}), "
+        f"{design['cells_done']} of {design['cells_total']} cells; mean over seeds with "
+        "the two-level 95% CI (seeds, then test patients).",
+        "",
+        "| task | labels | arm | AUROC | " + " | ".join(FAITHFULNESS[k] for k in cols) + " |",
+        "|---|---|---|---|" + "---|" * len(cols),
+    ]
+    for r in rows:
+        metric = auroc.get((r["task"], r["fraction"], r["arm"]))
+        head = _ci(metric) if metric else "-"
+        cells = [_ci(r[k]) if k in r else "-" for k in cols]
+        lines.append(
+            f"| {r['task']} | {r['fraction']:g} | {r['arm']} | {head} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "faithfulness":
+        if len(args) != 2:
+            raise SystemExit("usage: attention_report.py faithfulness STUDY/results.json")
+        print(render_faithfulness(json.loads(Path(args[1]).read_text())))
+        return
     path = Path(args[0] if args else "benchmarks/results/attention_experiment.json")
     print(render(json.loads(path.read_text())))
 

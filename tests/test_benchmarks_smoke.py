@@ -111,3 +111,25 @@ def test_attention_report_renders_the_recorded_experiment(monkeypatch: pytest.Mo
         assert "| gradcam_layer4 | all_test_predicted_masks (n=" in text
         assert f"{lift['lift']['mean']:.3f} [{lift['lift']['low']:.3f}" in text
     assert text.count("Sanity check, ") == 4
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_bench_saliency_adapters_smoke(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pytorch_grad_cam")
+    pytest.importorskip("captum")
+    bench = _bench("bench_saliency", monkeypatch)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    bench.main(["adapters", "--smoke"])
+    record = json.loads((tmp_path / "saliency_adapters_smoke.json").read_text())
+    assert record["n_images"] == 4 and record["size"] == 64
+    assert set(record["timings"]) == {
+        "builtin_gradcam",
+        "pgc_gradcam_direct",
+        "pgc_gradcam_adapter",
+        "captum_ig_direct",
+        "captum_ig_adapter",
+    }
+    assert record["overhead_pgc_adapter_vs_direct"] > 0.0

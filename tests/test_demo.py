@@ -43,7 +43,12 @@ def test_demo_writes_a_complete_report(tmp_path: Path, capsys: pytest.CaptureFix
         assert grid.size[0] > 0 and grid.mode == "RGB"
     assert metrics["segmentation"]["n_images"] == 8
     assert 0.1 < metrics["segmentation"]["lung_area_fraction"] < 0.6
-    assert "# cxr_curriculum demo report" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "# cxr_curriculum demo report" in summary
+    # Issue 18 item 7: the summary reports the mask QC of the demo's predicted masks.
+    passed = metrics["segmentation"]["quality_ok"]
+    assert "mask QC: not run" not in summary
+    assert summary.count(f"mask QC: {8 - passed} of 8 failed (excluded: no)") == 2
     # A rerun resumes: the finished curriculum stages are skipped.
     assert main(argv) == 0
     rerun = json.loads((out / "metrics.json").read_text())["pretraining"]

@@ -20,6 +20,7 @@ CC BY 4.0 Kermany sample bundled in the package:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -138,6 +139,12 @@ def run_demo(args: argparse.Namespace) -> Path:
 
     print("[4/4] scoring lung attention (Grad-CAM energy inside the lungs)", flush=True)
     small = F.interpolate(images, size=(args.image_size,) * 2, mode="bilinear", align_corners=False)
+    # Masks predicted at full size, brought to the classifier's input with their quality
+    # verdicts, so the report's mask QC line counts them.
+    small_masks = F.interpolate(
+        prediction.masks.float(), size=small.shape[-2:], mode="nearest-exact"
+    )
+    small_prediction = dataclasses.replace(prediction, masks=small_masks > 0.5)
     reports = {}
     for name, res in results.items():
         assert res.model is not None
@@ -153,23 +160,26 @@ def run_demo(args: argparse.Namespace) -> Path:
             seed=args.seed,
         )
         reports[name] = scorer.score(
-            model, small, targets=labels, masks=prediction.masks, patient_ids=patients
+            model,
+            small,
+            targets=labels,
+            masks=small_prediction,
+            patient_ids=patients,
+            labels=labels,
         )
         reports[name].to_csv(out / f"attention_{name}.csv")
     comparison = scorer.compare(reports["curriculum"], reports["scratch"])
 
     for name, rep in reports.items():
         assert rep.saliency is not None
+        pick = rep.grid_indices(16)  # the classes in turn
         save_grid(
             out / f"overlays/grid_{name}.png",
-            images[:16],
-            rep.saliency[:16],
-            prediction.masks[:16],
+            images[pick],
+            rep.saliency[pick],
+            prediction.masks[pick],
             ncol=4,
-            titles=[
-                f"y={y} E={r['energy_in_mask']:.2f}"
-                for y, r in zip(labels[:16], rep.rows[:16], strict=False)
-            ],
+            titles=[f"y={labels[i]} E={rep.rows[i]['energy_in_mask']:.2f}" for i in pick],
         )
         for i in range(min(4, images.shape[0])):
             save_overlay(

@@ -2,19 +2,37 @@
 
 Saliency methods (batched, in torch; maps ``(B, H, W)`` at the input resolution):
 :class:`GradCAM`, :class:`GradCAMPlusPlus`, :class:`HiResCAM`, :class:`Gradients`,
-:class:`SmoothGrad`, :class:`IntegratedGradients`. Metrics (pure functions,
-``(B, H, W)`` saliency and bool mask -> ``(B,)``): :func:`energy_in_mask`, :func:`lift`,
-:func:`area_fraction`, :func:`pointing_game`, :func:`rank_accuracy`. The
-:class:`LungAttentionScorer` ties them to lung masks, bootstrap CIs by patient, paired
-comparisons, the cascading-randomisation sanity check and pictures.
+:class:`SmoothGrad`, :class:`IntegratedGradients`, and any method of pytorch-grad-cam or
+captum by name (:class:`PytorchGradCAM`, :class:`CaptumAttribution`; extra
+``saliency``). Metrics (pure functions, ``(B, H, W)`` saliency and bool mask -> ``(B,)``):
+:func:`energy_in_mask`, :func:`lift`, :func:`area_fraction`, :func:`pointing_game`,
+:func:`rank_accuracy`. Faithfulness (perturbation, per image): deletion, insertion,
+ROAD and the lung-restricted effect (:func:`faithfulness_metrics`,
+:class:`PerturbationSettings`). The :class:`LungAttentionScorer` ties them to lung
+masks, bootstrap CIs by patient, paired comparisons, the cascading-randomisation sanity
+check and pictures.
 """
 
 from cxr_curriculum.stats import ConfidenceInterval, PairedComparison
 
+from .adapter_captum import CaptumAttribution
+from .adapter_gradcam import PytorchGradCAM
+from .adapters import SALIENCY_EXTRA_HINT
 from .base import SaliencyMethod, eval_mode
-from .cam import CAM, GradCAM, GradCAMPlusPlus, HiResCAM, capture_activation, find_layer
+from .cam import (
+    CAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    backbone_modules,
+    capture_activation,
+    find_layer,
+)
 from .dataset import DatasetSample, load_sample, pick_indices
+from .faithfulness import FAITHFULNESS_COLUMNS, FAITHFULNESS_METRICS, faithfulness_metrics
 from .gradients import Gradients, IntegratedGradients, SmoothGrad
+from .imputation import noisy_linear_impute
+from .lung_effect import LUNG_EFFECT_COLUMNS
 from .masks import as_lung_masks, predict_lung_masks, split_midline
 from .metrics import (
     METRIC_COLUMNS,
@@ -27,8 +45,9 @@ from .metrics import (
     rank_accuracy,
     resize_saliency,
 )
+from .perturbation import PerturbationSettings
 from .plots import DISPLAY_SIDE, display_scale, overlay, saliency_grid, save_grid, save_overlay
-from .registry import SALIENCY_METHODS, make_saliency
+from .registry import SALIENCY_METHODS, check_method, make_saliency
 from .report import AttentionReport, SanityReport
 from .resolution import MIN_CAM_SIDE, CoarseSaliencyWarning, suggest_layer
 from .sanity import cascading_randomization, parameter_layers, spearman
@@ -46,11 +65,16 @@ from .targets import (
 __all__ = [
     "CAM",
     "DISPLAY_SIDE",
+    "FAITHFULNESS_COLUMNS",
+    "FAITHFULNESS_METRICS",
+    "LUNG_EFFECT_COLUMNS",
     "METRIC_COLUMNS",
     "MIN_CAM_SIDE",
+    "SALIENCY_EXTRA_HINT",
     "SALIENCY_METHODS",
     "AttentionReport",
     "BinaryLogitTarget",
+    "CaptumAttribution",
     "ClassTarget",
     "CoarseSaliencyWarning",
     "ConfidenceInterval",
@@ -62,6 +86,8 @@ __all__ = [
     "IntegratedGradients",
     "LungAttentionScorer",
     "PairedComparison",
+    "PerturbationSettings",
+    "PytorchGradCAM",
     "SaliencyMethod",
     "SanityReport",
     "SmoothGrad",
@@ -69,17 +95,21 @@ __all__ = [
     "TargetsLike",
     "area_fraction",
     "as_lung_masks",
+    "backbone_modules",
     "capture_activation",
     "cascading_randomization",
+    "check_method",
     "display_scale",
     "empty_saliency",
     "energy_in_mask",
     "eval_mode",
+    "faithfulness_metrics",
     "find_layer",
     "lift",
     "load_sample",
     "lung_metrics",
     "make_saliency",
+    "noisy_linear_impute",
     "overlay",
     "parameter_layers",
     "pick_indices",

@@ -8,14 +8,31 @@ scores were made.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
+from .faithfulness import faithfulness_metrics
 from .metrics import empty_saliency, lung_metrics
+from .perturbation import PerturbationSettings
 from .report import AttentionReport, aggregate_metrics
+from .targets import TargetsLike
 
-__all__ = ["build_report"]
+__all__ = ["FaithfulnessRun", "build_report"]
+
+
+@dataclass(frozen=True)
+class FaithfulnessRun:
+    """What :func:`build_report` needs to add faithfulness columns
+    (:func:`~.faithfulness.faithfulness_metrics`)."""
+
+    model: nn.Module
+    targets: TargetsLike
+    names: Sequence[str]
+    settings: PerturbationSettings
+    batch_size: int
 
 
 def build_report(
@@ -28,6 +45,7 @@ def build_report(
     info: dict[str, Any],
     settings: dict[str, Any],
     keep_maps: bool = True,
+    faithfulness: FaithfulnessRun | None = None,
 ) -> AttentionReport:
     """Score ``saliency`` against ``lungs`` and assemble the report.
 
@@ -42,9 +60,19 @@ def build_report(
         info: Metadata of the run (method, target, layer, warnings, mask source, ...).
         settings: ``n_boot``, ``level``, ``seed`` and ``exclude_flagged``.
         keep_maps: Keep maps and masks on the report for plotting.
+        faithfulness: Adds the faithfulness columns (aggregated like the lung metrics),
+            ``meta["faithfulness"]`` and, with ``keep_maps``, the report's ``curves``.
     """
+    extra: dict[str, Tensor] = {}
+    curves: dict[str, Tensor] = {}
+    if faithfulness is not None:
+        f = faithfulness
+        extra, curves, info["faithfulness"] = faithfulness_metrics(
+            f.model, images, saliency, lungs.to(images.device), f.targets, f.names, f.settings,
+            f.batch_size,
+        )  # fmt: skip
     saliency = saliency.detach().float().cpu()
-    values = lung_metrics(saliency, lungs.cpu())
+    values = {**lung_metrics(saliency, lungs.cpu()), **extra}
     empty = empty_saliency(saliency)
     rows = []
     for i in range(saliency.shape[0]):
@@ -68,5 +96,6 @@ def build_report(
     report = AttentionReport(rows, {}, meta)
     if keep_maps:
         report.saliency, report.masks, report.images = saliency, lungs.cpu(), images.cpu()
+        report.curves = curves
     report.aggregate = aggregate_metrics(rows, list(values), report.counted, meta)
     return report

@@ -27,30 +27,93 @@ from torch import Tensor, nn
 from .base import SaliencyMethod
 from .targets import TargetsLike
 
-__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "capture_activation", "find_layer"]
+__all__ = [
+    "CAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "backbone_modules",
+    "capture_activation",
+    "find_layer",
+]
+
+
+def backbone_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every Backbone-like submodule of ``model`` (itself included).
+
+    Backbone-like: a module with a ``body`` submodule and a ``target_layer`` attribute,
+    as :class:`~cxr_curriculum.backbones.Backbone` has (found by shape, so that this
+    layer does not import the backbones).
+    """
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(getattr(m, "body", None), nn.Module) and hasattr(type(m), "target_layer")
+    ]
+
+
+def _relative_layer(model: nn.Module, name: str) -> nn.Module | None:
+    """The layer called ``name`` relative to the Backbone inside ``model`` (``None`` if
+    no Backbone has it; ``ValueError`` if two different Backbones do)."""
+    found: dict[int, tuple[str, nn.Module]] = {}
+    for outer, bb in backbone_modules(model):
+        body = bb.get_submodule("body")
+        for base, prefix in ((bb, outer), (body, f"{outer}.body" if outer else "body")):
+            try:
+                layer = base.get_submodule(name)
+            except AttributeError:
+                continue
+            full = f"{prefix}.{name}" if prefix else name
+            found.setdefault(id(layer), (full, layer))
+    if len(found) > 1:
+        names = sorted(full for full, _ in found.values())
+        raise ValueError(
+            f"target_layer {name!r} is ambiguous: the model holds several backbones with "
+            f"that layer ({names}); give the full dotted name"
+        )
+    return next(iter(found.values()))[1] if found else None
 
 
 def find_layer(model: nn.Module, target_layer: nn.Module | str | None) -> nn.Module:
     """Resolve the layer to explain.
 
+    One naming scheme for every model: a name is looked up as a full dotted name in
+    ``model`` first (``"0.body.layer4"`` in ``nn.Sequential(backbone, head)``,
+    ``"backbone.body.layer4"`` in :func:`~cxr_curriculum.evaluation.fine_tune`'s
+    classifier), then relative to the :class:`~cxr_curriculum.backbones.Backbone`
+    inside it, with or without its ``body.`` (``"layer3"`` or ``"body.layer3"``), so
+    ``target_layer="layer3"`` names the same layer on a bare backbone, on
+    ``nn.Sequential(backbone, head)`` and on a fine-tuned classifier.
+
     Args:
         model: The model.
-        target_layer: A submodule of ``model``, its dotted name (``"0.model.layer4"``),
-            or ``None``: the ``target_layer`` attribute of the model or of its first
-            submodule that has one (a :class:`~cxr_curriculum.backbones.Backbone`, also
-            inside ``nn.Sequential(backbone, head)``).
+        target_layer: A submodule of ``model``, its dotted name (full, or relative to
+            the backbone), or ``None``: the ``target_layer`` attribute of the model or
+            of its first submodule that has one (a Backbone, also inside
+            ``nn.Sequential(backbone, head)``).
 
     Raises:
-        ValueError: If the layer cannot be found or is not part of ``model``.
+        ValueError: If the layer cannot be found, is not part of ``model``, or a
+            relative name matches layers of two different backbones.
     """
     if isinstance(target_layer, str):
         try:
             return model.get_submodule(target_layer)
-        except AttributeError as err:
-            names = [n for n, _ in model.named_modules() if n][:8]
-            raise ValueError(
-                f"model has no submodule {target_layer!r}; names look like {names}"
-            ) from err
+        except AttributeError:
+            pass
+        layer = _relative_layer(model, target_layer)
+        if layer is not None:
+            return layer
+        names = [n for n, _ in model.named_modules() if n][:8]
+        hint = ""
+        bbs = backbone_modules(model)
+        if bbs:
+            body = bbs[0][1].get_submodule("body")
+            relative = [n for n, _ in body.named_children()][:8]
+            hint = f"; names relative to the backbone (work on any model holding it): {relative}"
+        raise ValueError(
+            f"model has no submodule {target_layer!r}; full names look like {names}{hint}"
+        )
     if isinstance(target_layer, nn.Module):
         if not any(m is target_layer for m in model.modules()):
             raise ValueError("target_layer is not a submodule of model")

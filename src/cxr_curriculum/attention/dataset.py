@@ -114,12 +114,19 @@ def pick_indices(dataset: Any, n: int | None, seed: int = 0, stratify: bool = Tr
         [members[j] for j in torch.randperm(len(members), generator=gen).tolist()]
         for _, members in sorted(by_class.items())
     ]
+    return sorted(take_in_turn(queues, n))
+
+
+def take_in_turn(queues: list[list[int]], n: int) -> list[int]:
+    """Up to ``n`` items, the queues (one per class) taking turns from their fronts; a
+    queue that runs out leaves its turns to the others."""
+    queues = [list(q) for q in queues]
     picked: list[int] = []
-    while len(picked) < n:
+    while len(picked) < n and any(queues):
         for queue in queues:
             if queue and len(picked) < n:
                 picked.append(queue.pop(0))
-    return sorted(picked)
+    return picked
 
 
 def _image_of(item: Any, index: int) -> Tensor:

@@ -6,9 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["as_lung_masks", "predict_lung_masks", "split_midline"]
+__all__ = [
+    "as_lung_masks",
+    "fit_masks",
+    "masks_and_quality",
+    "predict_lung_masks",
+    "split_midline",
+    "supplied_masks",
+]
 
 
 def split_midline(union: Tensor) -> Tensor:
@@ -95,3 +103,87 @@ def predict_lung_masks(
             )
         masks.append(m.cpu())
     return torch.cat(masks), flags, reasons
+
+
+def masks_and_quality(masks: Any) -> tuple[Tensor, list[bool | None], list[str], str, str]:
+    """Lung masks given to the scorer, with the segmenter's verdict when it came along.
+
+    Args:
+        masks: A mask tensor (see :func:`as_lung_masks`), or a prediction with ``masks``
+            and ``quality`` (what ``LungSegmenter.predict_with_quality`` returns), whose
+            quality verdicts then reach the report as for masks the scorer predicts.
+
+    Returns:
+        ``(B, 2, H, W)`` bool masks, ``ok`` flags (``None`` for plain tensors), reasons,
+        the mask source (``"supplied"`` or ``"predicted"``) and the lung split.
+    """
+    quality = getattr(masks, "quality", None)
+    if quality is not None and isinstance(getattr(masks, "masks", None), Tensor):
+        lungs, split = as_lung_masks(masks.masks)
+        if len(quality) != lungs.shape[0]:
+            raise ValueError(f"{len(quality)} quality verdicts for {lungs.shape[0]} masks")
+        flags: list[bool | None] = [bool(q.ok) for q in quality]
+        reasons = ["; ".join(q.reasons) for q in quality]
+        return lungs, flags, reasons, "predicted", split
+    lungs, split = as_lung_masks(masks)
+    n = lungs.shape[0]
+    return lungs, [None] * n, [""] * n, "supplied", split
+
+
+def fit_masks(lungs: Tensor, size: tuple[int, int]) -> tuple[Tensor, str | None]:
+    """Bring ``(B, 2, h, w)`` masks to the images' ``size = (H, W)``.
+
+    Masks of the images' size are returned as they are. Masks of another size but the
+    same aspect ratio (within one pixel) are resized with ``nearest-exact`` and a message
+    says so (the scorer warns with it); any other size is refused, because a map and a
+    mask of different aspect ratios cannot be laid over each other without distortion.
+
+    Returns:
+        The masks and ``None``, or the resized masks and the message.
+
+    Raises:
+        ValueError: The aspect ratios differ.
+    """
+    h, w = int(lungs.shape[-2]), int(lungs.shape[-1])
+    height, width = size
+    if (h, w) == (height, width):
+        return lungs, None
+    if (
+        h == 0
+        or w == 0
+        or abs(h / w - height / width) > (height / width) * max(1 / height, 1 / width)
+    ):
+        raise ValueError(
+            f"masks are {h}x{w} but the images {height}x{width}: their aspect ratios differ; "
+            "give masks of the images' size (or resize both the same way)"
+        )
+    resized = F.interpolate(lungs.float(), size=size, mode="nearest-exact") > 0.5
+    return resized, (
+        f"masks of {h}x{w} were resized (nearest-exact) to the images' {height}x{width}; "
+        "resize them yourself to silence this warning"
+    )
+
+
+def supplied_masks(
+    masks: Any, n: int, size: tuple[int, int]
+) -> tuple[Tensor, list[bool | None], list[str], dict[str, Any]]:
+    """Masks given to the scorer, checked and brought to the images' size.
+
+    Args:
+        masks: As for :func:`masks_and_quality`.
+        n: Number of images.
+        size: ``(H, W)`` of the images.
+
+    Returns:
+        ``(n, 2, H, W)`` bool masks, quality flags, reasons, and ``mask_source``,
+        ``lung_split`` and ``warning`` (the resize message of :func:`fit_masks`, or
+        ``None``).
+
+    Raises:
+        ValueError: Another number of masks, or masks of another aspect ratio.
+    """
+    lungs, quality, reasons, source, split = masks_and_quality(masks)
+    if lungs.shape[0] != n:
+        raise ValueError(f"{lungs.shape[0]} masks for {n} images")
+    lungs, message = fit_masks(lungs, size)
+    return lungs, quality, reasons, {"mask_source": source, "lung_split": split, "warning": message}

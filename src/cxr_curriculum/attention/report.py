@@ -11,6 +11,7 @@ from torch import Tensor
 
 from cxr_curriculum.stats import ConfidenceInterval, mean_ci
 
+from .dataset import take_in_turn
 from .report_io import json_safe, write_csv, write_json
 from .sanity_report import SanityReport
 
@@ -19,6 +20,30 @@ __all__ = ["AttentionReport", "SanityReport", "aggregate_metrics"]
 _LIST_FAILED = 5  # failed images named in a summary
 #: Metrics shown by :meth:`AttentionReport.summary`.
 SUMMARY_METRICS = ("energy_in_mask", "lift", "pointing_game", "rank_accuracy", "area_fraction")
+#: Faithfulness columns shown by :meth:`AttentionReport.summary` when present, with what
+#: their direction means.
+SUMMARY_FAITHFULNESS = {
+    "deletion": "lower = more faithful",
+    "insertion": "higher = more faithful",
+    "road": "higher = more faithful",
+    "lung_drop": "drop, lung pixels removed",
+    "outside_drop": "drop, as many outside pixels",
+    "lung_effect": "> 0: decision rests more in the lungs",
+    "lung_effect_salient": "the same, salient pixels first",
+}
+
+
+def balanced_order(labels: list[Any], n: int) -> list[int]:
+    """Indices of ``n`` rows with the classes taking turns (each class's rows in order),
+    returned grouped by class: ``n / K`` per class, or all a class has when it has
+    fewer (the others fill the gap). Rows without a label count as one class."""
+    by_class: dict[Any, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    classes = sorted(by_class, key=lambda k: (k is None, str(k)))
+    picked = take_in_turn([by_class[k] for k in classes], n)
+    rank = {k: j for j, k in enumerate(classes)}
+    return sorted(picked, key=lambda i: (rank[labels[i]], i))
 
 
 def aggregate_metrics(
@@ -75,6 +100,8 @@ class AttentionReport:
         saliency: ``(B, H, W)`` maps (kept for plots unless ``keep_maps=False``).
         masks: ``(B, 2, H, W)`` bool lung masks used.
         images: ``(B, 1, H, W)`` images scored (kept with the maps), for pictures.
+        curves: ``(B, steps + 1)`` score curves of the perturbation metrics (deletion,
+            insertion, per region of the lung effect), kept with the maps.
     """
 
     rows: list[dict[str, Any]]
@@ -83,6 +110,7 @@ class AttentionReport:
     saliency: Tensor | None = None
     masks: Tensor | None = None
     images: Tensor | None = None
+    curves: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -169,7 +197,11 @@ class AttentionReport:
         scale: int | None = None,
         titles: list[str] | None = None,
     ) -> None:
-        """Write overlays of the first ``n`` images as one PNG grid.
+        """Write overlays of ``n`` images as one PNG grid, the classes in turn.
+
+        When the rows have labels (``score_dataset``, or ``score(labels=...)``) the
+        classes take turns, so each gets ``n / K`` pictures (or all it has), drawn
+        grouped by class in report order; without labels, the first ``n`` images.
 
         Args:
             path: The PNG file.
@@ -184,11 +216,21 @@ class AttentionReport:
 
         if self.images is None or self.saliency is None or self.masks is None:
             raise ValueError("the report keeps no maps: score with keep_maps=True")
-        k = len(self) if n is None else min(n, len(self))
+        pick = self.grid_indices(n)
         if titles is None:
-            titles = [_title(r) for r in self.rows[:k]]
-        sl = slice(0, k)
-        save_grid(path, self.images[sl], self.saliency[sl], self.masks[sl], ncol, titles, scale)
+            titles = [_title(self.rows[i]) for i in pick]
+        elif len(titles) != len(pick):
+            raise ValueError(f"{len(titles)} titles for {len(pick)} pictures")
+        idx = torch.tensor(pick, dtype=torch.long)
+        save_grid(path, self.images[idx], self.saliency[idx], self.masks[idx], ncol, titles, scale)
+
+    def grid_indices(self, n: int | None = 16) -> list[int]:
+        """The rows :meth:`save_grid` draws: ``n`` of them, the classes in turn."""
+        k = len(self) if n is None else min(n, len(self))
+        labels = [r.get("label") for r in self.rows]
+        if all(y is None for y in labels):
+            return list(range(k))
+        return balanced_order(labels, k)
 
     def summary(self) -> str:
         """Text summary: what was explained, the mask quality check, the main aggregates
@@ -211,5 +253,19 @@ class AttentionReport:
                 lines.append(
                     f"  {name:<15} {ci.estimate:7.3f}  [{ci.low:.3f}, {ci.high:.3f}]  n={ci.n}"
                 )
+        faith = self.meta.get("faithfulness")
+        if faith:
+            settings = faith.get("settings", {})
+            lines.append(
+                f"  faithfulness ({faith.get('score', '?')}; {settings.get('steps')} steps, "
+                f"{settings.get('baseline')} baseline):"
+            )
+            for name, meaning in SUMMARY_FAITHFULNESS.items():
+                ci = self.aggregate.get(name)
+                if ci is not None:
+                    lines.append(
+                        f"  {name:<19} {ci.estimate:7.3f}  [{ci.low:.3f}, {ci.high:.3f}]  "
+                        f"n={ci.n}  ({meaning})"
+                    )
         lines += [f"  warning: {w}" for w in self.meta.get("warnings", [])]
         return "\n".join(lines)

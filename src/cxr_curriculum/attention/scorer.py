@@ -1,11 +1,14 @@
 """``LungAttentionScorer``: where does a chest X-ray classifier look?
 
-Saliency maps (:mod:`.cam`, :mod:`.gradients`, or supplied) are scored against lung
-masks (supplied, or predicted by :class:`~cxr_curriculum.segmentation.LungSegmenter`)
-with the metrics of :mod:`.metrics`, per image and per lung, and aggregated with
-bootstrap confidence intervals by patient (:mod:`cxr_curriculum.stats`). A model that relies on
-confounders outside the lungs (text, markers, devices, the hospital of origin) puts its
-saliency outside them (DeGrave, Janizek & Lee, Nature Machine Intelligence 2021).
+Saliency maps (:mod:`.cam`, :mod:`.gradients`, any pytorch-grad-cam or captum method
+through :mod:`.adapters`, or supplied) are scored against lung masks (supplied, or
+predicted by :class:`~cxr_curriculum.segmentation.LungSegmenter`) with the metrics of
+:mod:`.metrics`, per image and per lung, optionally with the faithfulness metrics of
+:mod:`.faithfulness` and the lung-restricted effect of :mod:`.lung_effect`, and
+aggregated with bootstrap confidence intervals by patient (:mod:`cxr_curriculum.stats`).
+A model that relies on confounders outside the lungs (text, markers, devices, the
+hospital of origin) puts its saliency outside them (DeGrave, Janizek & Lee, Nature
+Machine Intelligence 2021).
 """
 
 from __future__ import annotations
@@ -19,17 +22,22 @@ from torch import Tensor, nn
 
 from cxr_curriculum.stats import PairedComparison, compare_means
 
-from .assemble import build_report
-from .base import SaliencyMethod, check_unit_images
-from .cam import CAM
+from .assemble import FaithfulnessRun, build_report
+from .base import SaliencyMethod, as_model_dtype, check_saliency, check_unit_images
 from .dataset import load_sample, pick_indices
-from .masks import as_lung_masks, predict_lung_masks
-from .registry import SALIENCY_METHODS, make_saliency
+from .faithfulness import check_faithfulness
+from .masks import predict_lung_masks, supplied_masks
+from .perturbation import PerturbationSettings
+from .registry import check_method, make_saliency
 from .report import AttentionReport, SanityReport
 from .resolution import CoarseSaliencyWarning, coarse_map_message
 from .targets import NamedTargetsLike, TargetsLike, describe_targets, slice_targets, targets_by_name
 
 __all__ = ["LungAttentionScorer"]
+
+
+def _size(images: Tensor) -> tuple[int, int]:
+    return int(images.shape[-2]), int(images.shape[-1])
 
 
 class LungAttentionScorer:
@@ -39,16 +47,31 @@ class LungAttentionScorer:
         segmenter: An object with ``predict(images (B, 1, H, W)) -> (B, 2, H, W) bool``;
             ``None`` creates :class:`~cxr_curriculum.segmentation.LungSegmenter` on first
             use (never needed when masks are supplied).
-        method: Saliency method, a key of :data:`~.registry.SALIENCY_METHODS`.
-        target_layer: Layer for CAM methods (module, dotted name, or ``None`` to use the
-            model's ``target_layer``, as a :class:`~cxr_curriculum.backbones.Backbone` has).
-        method_kwargs: Settings for the method (e.g. ``{"n_samples": 8}``).
-        batch_size: Images per saliency/segmentation batch.
+        method: Saliency method: a key of :data:`~.registry.SALIENCY_METHODS`, or any
+            method class of pytorch-grad-cam or captum as ``"pytorch-grad-cam:ScoreCAM"``
+            / ``"captum:Occlusion"`` (optional extra ``saliency``; see :mod:`.adapters`).
+        target_layer: Layer for CAM and layer methods: a module, a dotted name (full, or
+            relative to the backbone: ``"layer3"`` works on a bare backbone, on
+            ``nn.Sequential(backbone, head)`` and on a fine-tuned classifier; see
+            :func:`~.cam.find_layer`), or ``None`` to use the model's ``target_layer``.
+        method_kwargs: Settings for the method (e.g. ``{"n_samples": 8}``); for adapted
+            methods ``{"init": {...}, "call": {...}}``: the class's constructor and the
+            call that computes the maps.
+        batch_size: Images per saliency/segmentation/perturbation batch.
         n_boot: Bootstrap resamples for the confidence intervals.
         level: Confidence level.
         seed: Seed of the bootstrap generator.
         exclude_flagged: Leave images whose predicted mask failed the segmenter's quality
             check out of the aggregate (their rows stay in the report).
+        faithfulness: Perturbation metrics to add as report columns, any of
+            ``"deletion"``, ``"insertion"``, ``"road"`` (:mod:`.faithfulness`) and
+            ``"lungs"`` (the lung-restricted effect, :mod:`.lung_effect`); off by
+            default (each costs forward passes, see docs/attention.md).
+        perturbation: Settings of those metrics (steps, baseline, output, ROAD).
+
+    Raises:
+        ValueError: An unknown method or faithfulness metric, or invalid settings.
+        ImportError: An adapted method whose library is missing (names the extra).
     """
 
     def __init__(
@@ -62,9 +85,14 @@ class LungAttentionScorer:
         level: float = 0.95,
         seed: int = 0,
         exclude_flagged: bool = False,
+        faithfulness: Sequence[str] = (),
+        perturbation: PerturbationSettings | None = None,
     ) -> None:
-        if method not in SALIENCY_METHODS:
-            raise ValueError(f"unknown method {method!r}; choose from {sorted(SALIENCY_METHODS)}")
+        check_method(method)
+        if perturbation is not None and not isinstance(perturbation, PerturbationSettings):
+            raise ValueError(
+                f"perturbation must be a PerturbationSettings, got {type(perturbation).__name__}"
+            )
         if segmenter is not None and not callable(getattr(segmenter, "predict", None)):
             raise ValueError("segmenter must have a predict(images) -> (B, 2, H, W) bool method")
         if batch_size < 1:
@@ -78,6 +106,17 @@ class LungAttentionScorer:
         self.level = level
         self.seed = seed
         self.exclude_flagged = exclude_flagged
+        self.faithfulness = faithfulness  # validated by the setter
+        self.perturbation = perturbation or PerturbationSettings()
+
+    @property
+    def faithfulness(self) -> tuple[str, ...]:
+        """The perturbation metrics added to every report (validated when set)."""
+        return self._faithfulness
+
+    @faithfulness.setter
+    def faithfulness(self, names: Sequence[str] | None) -> None:
+        self._faithfulness = check_faithfulness(names)
 
     @property
     def _settings(self) -> dict[str, Any]:
@@ -114,14 +153,19 @@ class LungAttentionScorer:
         for start in range(0, images.shape[0], self.batch_size):
             sl = slice(start, start + self.batch_size)
             chunks.append(explain(images[sl], slice_targets(targets, sl)))
-        info: dict[str, Any] = {"warnings": []}
-        if isinstance(explain, CAM) and explain.map_size is not None:
-            info.update(target_layer=explain.layer_name, map_size=list(explain.map_size))
-            message = coarse_map_message(model, explain.layer_name, explain.map_size, images)
+        info: dict[str, Any] = {"warnings": list(getattr(explain, "warnings", []))}
+        for message in info["warnings"]:
+            warnings.warn(message, UserWarning, stacklevel=3)
+        map_size = getattr(explain, "map_size", None)
+        layer = getattr(explain, "layer_name", None)
+        if map_size is not None and layer is not None:
+            info.update(target_layer=layer, map_size=list(map_size))
+            message = coarse_map_message(model, layer, map_size, images)
             if message is not None:
                 warnings.warn(message, CoarseSaliencyWarning, stacklevel=3)
                 info["warnings"].append(message)
-        return torch.cat(chunks), info
+        maps = check_saliency(torch.cat(chunks), images.shape[0], _size(images), self.method)
+        return maps, info
 
     def predict_masks(self, images: Tensor) -> tuple[Tensor, list[bool | None], list[str]]:
         """Predicted ``(B, 2, H, W)`` masks with per-image quality flags and reasons
@@ -133,38 +177,57 @@ class LungAttentionScorer:
         model: nn.Module | None,
         images: Tensor,
         targets: NamedTargetsLike = None,
-        masks: Tensor | None = None,
+        masks: Any = None,
         patient_ids: Sequence[str] | None = None,
         saliency: Tensor | None = None,
         image_ids: Sequence[str] | None = None,
         keep_maps: bool = True,
         class_names: Sequence[str] | None = None,
+        labels: Sequence[int] | None = None,
     ) -> AttentionReport:
         """Score a batch of X-rays.
 
         Args:
-            model: The classifier (may be ``None`` when ``saliency`` is given).
-            images: ``(B, 1, H, W)`` float in ``[0, 1]`` (checked: other ranges, NaN and
-                inf raise a ``ValueError``).
+            model: The classifier (may be ``None`` when ``saliency`` is given and no
+                faithfulness metric is asked for).
+            images: ``(B, 1, H, W)`` float in ``[0, 1]`` (checked: other ranges, NaN,
+                inf and empty images raise a ``ValueError``); float64, float16 and
+                bfloat16 are converted to the model's parameter dtype.
             targets: What to explain (see :mod:`.targets`): ``None`` = predicted class;
                 a class index or one per image; a class (finding) name or one per image,
                 looked up in ``class_names``. For a multi-label (sigmoid) model an index
                 or name explains that finding's logit.
-            masks: Lung masks (see :func:`~.masks.as_lung_masks`); ``None`` = predict them.
+            masks: Lung masks (see :func:`~.masks.as_lung_masks`), or the result of
+                ``LungSegmenter.predict_with_quality`` (its quality verdicts then reach
+                the report); ``None`` = predict them. Masks of another size but the
+                images' aspect ratio are resized (``nearest-exact``) with a warning;
+                another aspect ratio is refused.
             patient_ids: Per-image patient ids: the bootstrap resamples patients.
-            saliency: ``(B, h, w)`` maps from elsewhere (pytorch-grad-cam, captum).
+            saliency: ``(B, h, w)`` maps from elsewhere (same aspect ratio as the
+                images; NaN or inf values are refused).
             image_ids: Per-image names for the rows (default: the index).
             keep_maps: Keep maps and masks on the report for plotting.
             class_names: The model's output names in order (e.g.
                 :data:`~cxr_curriculum.data.NIH_FINDINGS`), for named targets.
+            labels: Per-image class labels for the rows (``label``): pictures are then
+                titled with them and :meth:`~.report.AttentionReport.save_grid` draws
+                the classes in turn.
 
         Warns:
             CoarseSaliencyWarning: The CAM map is too coarse for lung masks (see
                 :mod:`.resolution`); the report's ``meta["warnings"]`` keeps the text.
+            UserWarning: Masks were resized to the images (``meta["warnings"]`` too).
         """
         check_unit_images(images)
+        if self.faithfulness and model is None:
+            raise ValueError("faithfulness metrics need the model: pass it to score()")
+        images = as_model_dtype(images, model)
         n = images.shape[0]
-        for name, seq in (("patient_ids", patient_ids), ("image_ids", image_ids)):
+        for name, seq in (
+            ("patient_ids", patient_ids),
+            ("image_ids", image_ids),
+            ("labels", labels),
+        ):
             if seq is not None and len(seq) != n:
                 raise ValueError(f"{len(seq)} {name} for {n} images")
         resolved = targets_by_name(targets, class_names)
@@ -174,26 +237,51 @@ class LungAttentionScorer:
                 raise ValueError("give a model or precomputed saliency maps")
             saliency, info = self._saliency(model, images, resolved)
             info.update(method=self.method, target=describe_targets(resolved, class_names))
-        elif saliency.ndim != 3 or saliency.shape[0] != n:
-            raise ValueError(f"saliency must be ({n}, H, W), got {tuple(saliency.shape)}")
         else:
+            saliency = check_saliency(saliency, n, _size(images), "supplied")
             info["method"] = "supplied"
         if masks is None:
             lungs, quality, reasons = self.predict_masks(images)
             info.update(mask_source="predicted", lung_split="channels")
         else:
-            lungs, info["lung_split"] = as_lung_masks(masks)
-            quality, reasons, info["mask_source"] = [None] * n, [""] * n, "supplied"
-        if lungs.shape[0] != n:
-            raise ValueError(f"{lungs.shape[0]} masks for {n} images")
+            lungs, quality, reasons, about = supplied_masks(masks, n, _size(images))
+            info.update(mask_source=about["mask_source"], lung_split=about["lung_split"])
+            if about["warning"] is not None:
+                warnings.warn(about["warning"], UserWarning, stacklevel=2)
+                info["warnings"].append(about["warning"])
         columns: dict[str, list[Any]] = {
             "image_id": list(image_ids) if image_ids is not None else [str(i) for i in range(n)],
             "patient_id": list(patient_ids) if patient_ids is not None else [None] * n,
         }
-        settings = self._settings
-        return build_report(
-            images, saliency, lungs, quality, reasons, columns, info, settings, keep_maps
+        if labels is not None:
+            columns["label"] = [int(y) for y in labels]
+        return self._report(
+            model, images, saliency, lungs, quality, reasons, columns, info, resolved, keep_maps
         )
+
+    def _report(
+        self,
+        model: nn.Module | None,
+        images: Tensor,
+        saliency: Tensor,
+        lungs: Tensor,
+        quality: list[bool | None],
+        reasons: list[str],
+        columns: dict[str, list[Any]],
+        info: dict[str, Any],
+        targets: TargetsLike,
+        keep_maps: bool,
+    ) -> AttentionReport:
+        """The report, with the faithfulness columns if asked for."""
+        faithful = None
+        if self.faithfulness and model is not None:
+            faithful = FaithfulnessRun(
+                model, targets, self.faithfulness, self.perturbation, self.batch_size
+            )
+        return build_report(
+            images, saliency, lungs, quality, reasons, columns, info, self._settings, keep_maps,
+            faithful,
+        )  # fmt: skip
 
     def score_dataset(
         self,
@@ -234,13 +322,13 @@ class LungAttentionScorer:
         if class_names is None:
             class_names = getattr(dataset, "classes", None)
         resolved = targets_by_name(targets, class_names)
-        saliency, info = self._saliency(model, sample.images, resolved)
+        images = as_model_dtype(sample.images, model)
+        saliency, info = self._saliency(model, images, resolved)
         info.update(method=self.method, target=describe_targets(resolved, class_names))
         info.update(sample.describe(dataset, stratify, seed))
         masks, ok, why = sample.masks, sample.quality_ok, sample.quality_reasons
-        columns, settings = sample.columns(), self._settings
-        return build_report(
-            sample.images, saliency, masks, ok, why, columns, info, settings, keep_maps
+        return self._report(
+            model, images, saliency, masks, ok, why, sample.columns(), info, resolved, keep_maps
         )
 
     def compare(
@@ -248,6 +336,8 @@ class LungAttentionScorer:
     ) -> PairedComparison:
         """Paired test of ``metric`` for two reports on the same images (``a - b``).
 
+        ``metric`` is any numeric column: a lung metric, or a faithfulness column
+        (``"deletion"``, ``"road"``, ``"lung_effect"``, ...) when both reports have it.
         Images left out of either report's aggregates (failed mask QC, excluded) are
         left out of the comparison.
         """
@@ -286,5 +376,6 @@ class LungAttentionScorer:
         from .sanity import cascading_randomization
 
         check_unit_images(images)
+        images = as_model_dtype(images, model)
         resolved = targets_by_name(targets, class_names)
         return cascading_randomization(self, model, images, resolved, masks, max_steps, seed)

@@ -8,7 +8,8 @@ pool, :mod:`~cxr_curriculum.config.data_sources`, plus ``exclude_test_patients``
 :data:`~cxr_curriculum.study.TASK_KINDS`, whose builder's keyword arguments are the
 table's other keys, or ``"python:package.module:Class"`` with that class's constructor
 arguments) and ``[evaluation]`` (``fractions``, ``protocols`` and the
-:class:`~cxr_curriculum.study.Protocols` settings).
+:class:`~cxr_curriculum.study.Protocols` settings, including ``faithfulness``, a list
+of perturbation metrics for the attention record).
 """
 
 from __future__ import annotations
@@ -155,14 +156,22 @@ def _protocols(table: Table) -> tuple[list[float], list[str], Protocols]:
             raise ConfigError(
                 f"{table.key('protocols')}[{i}]: expected one of {PROTOCOLS}, got {p!r}"
             )
-    kw = {}
+    kw: dict[str, Any] = {}
     for field in dataclasses.fields(Protocols):
+        if isinstance(field.default, tuple):  # faithfulness: a list of names
+            names = table.list_of(field.name, "str")
+            if names is not None:
+                kw[field.name] = tuple(names)
+            continue
         kind = "number" if isinstance(field.default, float) else "int"
         value = table.get(field.name, kind)
         if value is not None:
             kw[field.name] = value
     table.finish()
-    return fractions, protocols, Protocols(**kw)
+    try:
+        return fractions, protocols, Protocols(**kw)
+    except ValueError as err:
+        raise ConfigError(f"{table.path}: {err}") from err
 
 
 def study_from_table(top: Table) -> Study:

@@ -25,6 +25,22 @@ def _signed(value: float) -> str:
     return "nan" if value != value else f"{value:+.3f}"
 
 
+#: Faithfulness columns of the attention table, with their headers.
+_FAITHFULNESS = {
+    "deletion": "deletion",
+    "insertion": "insertion",
+    "road": "ROAD",
+    "lung_drop": "lung drop",
+    "outside_drop": "outside drop",
+    "lung_effect": "lung effect",
+    "lung_effect_salient": "lung effect (salient order)",
+}
+
+
+def _ci_cell(stat: dict[str, Any]) -> str:
+    return f"{_f(stat['estimate'])} [{_f(stat['low'])}, {_f(stat['high'])}]"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -163,8 +179,19 @@ def markdown_report(data: dict[str, Any]) -> str:
             "(scored on the same saliency maps and images).",
             "",
         ]
+        extra = [m for m in _FAITHFULNESS if any(m in r for r in data["attention"])]
+        if extra:
+            lines += [
+                "Faithfulness columns (class probability; mean [95 % CI]): deletion lower and "
+                "insertion and road higher = a more faithful map; lung/outside drop: mean "
+                "drop as the same number of lung or outside pixels is removed in random "
+                "order; lung effect = their difference (> 0: the decision rests more "
+                "inside the lungs). See docs/attention.md.",
+                "",
+            ]
         lines += _table(
-            ["task", "labels", "arm", "masks", "lift", "lift CI", "energy in lungs", "energy CI"],
+            ["task", "labels", "arm", "masks", "lift", "lift CI", "energy in lungs", "energy CI"]
+            + [_FAITHFULNESS[m] for m in extra],
             [
                 [
                     r["task"],
@@ -176,6 +203,7 @@ def markdown_report(data: dict[str, Any]) -> str:
                     _f(r["energy_in_mask"]["estimate"]),
                     f"[{_f(r['energy_in_mask']['low'])}, {_f(r['energy_in_mask']['high'])}]",
                 ]
+                + [_ci_cell(r[m]) if m in r else "" for m in extra]
                 for r in data["attention"]
             ],
         )

@@ -36,6 +36,29 @@ __all__ = ["StudyResults"]
 
 #: Bootstrap replicates of every interval in a study report.
 N_RESAMPLES = 2000
+#: Faithfulness columns of the attention record reported per arm when the cells have them
+#: (``[evaluation] faithfulness``), in report order.
+ATTENTION_FAITHFULNESS = (
+    "deletion",
+    "insertion",
+    "road",
+    "lung_drop",
+    "outside_drop",
+    "lung_effect",
+    "lung_effect_salient",
+)
+#: Range of each attention statistic (its interval is clipped to it).
+ATTENTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "lift": (0.0, math.inf),
+    "energy_in_mask": (0.0, 1.0),
+    "deletion": (0.0, 1.0),
+    "insertion": (0.0, 1.0),
+    "road": (-1.0, 1.0),
+    "lung_drop": (-1.0, 1.0),
+    "outside_drop": (-1.0, 1.0),
+    "lung_effect": (-2.0, 2.0),
+    "lung_effect_salient": (-2.0, 2.0),
+}
 
 
 class StudyResults:
@@ -136,6 +159,8 @@ class StudyResults:
 
         ``masks`` is ``"predicted"`` (the bundled segmenter's) or the task's own
         :attr:`~cxr_curriculum.study.Task.mask_source` (e.g. V7's, drawn by people).
+        Faithfulness columns the cells recorded (:data:`ATTENTION_FAITHFULNESS`) are added
+        to the rows of the mask sources they were recorded for.
         """
         out = []
         for task in self.study.tasks:
@@ -160,7 +185,9 @@ class StudyResults:
         groups: list[str],
     ) -> dict[str, Any]:
         row: dict[str, Any] = {"task": task.name, "fraction": f, "arm": arm, "masks": masks}
-        for metric in ("lift", "energy_in_mask"):
+        recorded = set.intersection(*(set(c["attention"]) for c in cells))
+        extra = [m for m in ATTENTION_FAITHFULNESS if prefix + m in recorded]
+        for metric in ("lift", "energy_in_mask", *extra):
             v = torch.tensor(
                 [
                     [math.nan if x is None else x for x in c["attention"][prefix + metric]]
@@ -174,13 +201,15 @@ class StudyResults:
                 groups,
                 v.shape[1],
                 n_resamples=self.n_resamples,
-                bounds=(0.0, 1.0 if metric == "energy_in_mask" else math.inf),
+                bounds=ATTENTION_BOUNDS.get(metric, (-math.inf, math.inf)),
             ).to_dict()
         return row
 
     def attention_correlation(self) -> list[dict[str, Any]]:
         """Spearman's rho between AUROC and mean lung attention over fine-tuned models.
 
+        Attention: lung lift and energy (per mask source), and the lung-restricted
+        ``lung_effect`` where the study switched ``faithfulness = ["lungs"]`` on.
         Per (task, fraction), and pooled over fractions after centring both values per
         fraction (so that "more labels, higher AUROC" cannot create the correlation).
         """
@@ -188,7 +217,10 @@ class StudyResults:
         for task in self.study.tasks:
             items = [(k, c) for k, c in self._attention_cells() if k.task == task.name]
             sources = _mask_sources(task, [c for _, c in items])
-            for (masks, prefix), metric in itertools.product(sources, ("lift", "energy_in_mask")):
+            metrics = ("lift", "energy_in_mask", "lung_effect")
+            for (masks, prefix), metric in itertools.product(sources, metrics):
+                if not items or not all(prefix + metric in c["attention"] for _, c in items):
+                    continue  # lung_effect: only where the study switched it on
                 pooled: list[tuple[float, float, str]] = []
                 for f in self.study.fractions:
                     sel = [(k, c) for k, c in items if k.fraction == f]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,12 @@ class Protocols:
         knn_k: Neighbours of the kNN protocol.
         probe_l2: L2 penalty of the linear probe.
         attention_images: Test images scored for lung attention (0: none).
+        faithfulness: Perturbation metrics added to the attention record of fine-tuned
+            models (any of ``"deletion"``, ``"insertion"``, ``"road"`` and ``"lungs"``,
+            the lung-restricted effect; see :mod:`cxr_curriculum.attention.faithfulness`).
+            Off by default: with the default settings (16 steps, 9 ROAD percentiles)
+            together they cost 118 forward passes and 18 small sparse solves per scored
+            image (docs/attention.md).
     """
 
     finetune_steps: int = 100
@@ -73,6 +80,20 @@ class Protocols:
     knn_k: int = 20
     probe_l2: float = 1e-3
     attention_images: int = 48
+    faithfulness: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from cxr_curriculum.attention.faithfulness import check_faithfulness
+
+        object.__setattr__(self, "faithfulness", check_faithfulness(self.faithfulness))
+
+    @property
+    def attention_columns(self) -> tuple[str, ...]:
+        """Per-image columns of a fine-tuned cell's attention record."""
+        from cxr_curriculum.attention import FAITHFULNESS_COLUMNS
+
+        extra = [c for name in self.faithfulness for c in FAITHFULNESS_COLUMNS[name]]
+        return ATTENTION_METRICS + tuple(extra)
 
     def config(self, protocol: str) -> dict[str, Any]:
         """The settings that change ``protocol``'s result."""
@@ -80,13 +101,16 @@ class Protocols:
             return {"name": protocol, "k": self.knn_k}
         if protocol == "linear_probe":
             return {"name": protocol, "l2": self.probe_l2}
-        return {
+        out: dict[str, Any] = {
             "name": protocol,
             "steps": self.finetune_steps,
             "batch_size": self.finetune_batch_size,
             "lr": self.finetune_lr,
             "attention_images": self.attention_images,
         }
+        if self.faithfulness:  # absent when off, so cells of earlier studies stay valid
+            out["faithfulness"] = list(self.faithfulness)
+        return out
 
 
 def pretrain(
@@ -242,22 +266,28 @@ def run_cell(
         model = res.model
         if model is None:
             raise RuntimeError("fine_tune returned no model to score")
-        record["attention"] = score_attention(model, attention, scorer)
+        record["attention"] = score_attention(model, attention, scorer, settings)
     record["seconds"] = round(time.perf_counter() - t0, 2)
     return record
 
 
 def score_attention(
-    model: nn.Module, attention: AttentionInputs, scorer: LungAttentionScorer
+    model: nn.Module,
+    attention: AttentionInputs,
+    scorer: LungAttentionScorer,
+    settings: Protocols | None = None,
 ) -> dict[str, Any]:
     """Per-image lung attention of a fine-tuned model: ``{metric: [value or None, ...]}``.
 
-    Scored against the predicted masks (:data:`ATTENTION_METRICS`) and, where the
-    inputs carry the task's own masks, against those from the same saliency maps
-    (keys prefixed with :data:`TASK_MASK_PREFIX`); ``image_index`` lists the test images.
+    Scored against the predicted masks (:attr:`Protocols.attention_columns`: the lung
+    metrics plus any faithfulness metrics switched on) and, where the inputs carry the
+    task's own masks, against those from the same saliency maps (lung metrics only, keys
+    prefixed with :data:`TASK_MASK_PREFIX`); ``image_index`` lists the test images.
     """
+    settings = settings or Protocols()
     layer = getattr(getattr(model, "backbone", None), "fine_target_layer", None)
     scorer.target_layer = layer if isinstance(layer, nn.Module) else None
+    scorer.faithfulness = settings.faithfulness
     device = next(model.parameters()).device
     own = attention.task_masks is not None
     rep = scorer.score(
@@ -268,8 +298,12 @@ def score_attention(
         patient_ids=attention.patient_ids,
         keep_maps=own,
     )
-    out: dict[str, Any] = {"image_index": attention.index, **_columns(rep, "")}
+    out: dict[str, Any] = {
+        "image_index": attention.index,
+        **_columns(rep, "", settings.attention_columns),
+    }
     if own and rep.saliency is not None:
+        scorer.faithfulness = ()  # needs the model; the perturbations do not use the masks
         task_rep = scorer.score(
             None,
             attention.images,
@@ -278,12 +312,13 @@ def score_attention(
             saliency=rep.saliency.cpu(),
             keep_maps=False,
         )
-        out.update(_columns(task_rep, TASK_MASK_PREFIX))
+        scorer.faithfulness = settings.faithfulness
+        out.update(_columns(task_rep, TASK_MASK_PREFIX, ATTENTION_METRICS))
     return out
 
 
-def _columns(report: Any, prefix: str) -> dict[str, list[float | None]]:
+def _columns(report: Any, prefix: str, metrics: Sequence[str]) -> dict[str, list[float | None]]:
     return {
         prefix + m: [None if v != v else round(v, 6) for v in report.column(m).tolist()]
-        for m in ATTENTION_METRICS
+        for m in metrics
     }
