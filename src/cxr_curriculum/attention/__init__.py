@@ -2,7 +2,8 @@
 
 Saliency methods (batched, in torch; maps ``(B, H, W)`` at the input resolution):
 :class:`GradCAM`, :class:`GradCAMPlusPlus`, :class:`HiResCAM`, :class:`Gradients`,
-:class:`SmoothGrad`, :class:`IntegratedGradients`. Metrics (pure functions,
+:class:`SmoothGrad`, :class:`IntegratedGradients`; for ViTs also :class:`AttentionRollout` and
+:class:`CLSAttention` (Grad-CAM reshapes a ViT's tokens to the patch grid). Metrics (pure functions,
 ``(B, H, W)`` saliency and bool mask -> ``(B,)``): :func:`energy_in_mask`, :func:`lift`,
 :func:`area_fraction`, :func:`pointing_game`, :func:`rank_accuracy`. The
 :class:`LungAttentionScorer` ties them to lung masks, bootstrap CIs by patient, paired
@@ -31,6 +32,14 @@ from .plots import DISPLAY_SIDE, display_scale, overlay, saliency_grid, save_gri
 from .registry import SALIENCY_METHODS, make_saliency
 from .report import AttentionReport, SanityReport
 from .resolution import MIN_CAM_SIDE, CoarseSaliencyWarning, suggest_layer
+from .rollout import (
+    HEAD_FUSIONS,
+    AttentionRollout,
+    CLSAttention,
+    attention_rollout,
+    capture_attention,
+    fuse_heads,
+)
 from .sanity import cascading_randomization, parameter_layers, spearman
 from .scorer import LungAttentionScorer
 from .targets import (
@@ -42,15 +51,19 @@ from .targets import (
     resolve_target,
     targets_by_name,
 )
+from .tokens import find_vit, token_reshape
 
 __all__ = [
     "CAM",
     "DISPLAY_SIDE",
+    "HEAD_FUSIONS",
     "METRIC_COLUMNS",
     "MIN_CAM_SIDE",
     "SALIENCY_METHODS",
     "AttentionReport",
+    "AttentionRollout",
     "BinaryLogitTarget",
+    "CLSAttention",
     "ClassTarget",
     "CoarseSaliencyWarning",
     "ConfidenceInterval",
@@ -69,13 +82,17 @@ __all__ = [
     "TargetsLike",
     "area_fraction",
     "as_lung_masks",
+    "attention_rollout",
     "capture_activation",
+    "capture_attention",
     "cascading_randomization",
     "display_scale",
     "empty_saliency",
     "energy_in_mask",
     "eval_mode",
     "find_layer",
+    "find_vit",
+    "fuse_heads",
     "lift",
     "load_sample",
     "lung_metrics",
@@ -96,4 +113,5 @@ __all__ = [
     "split_midline",
     "suggest_layer",
     "targets_by_name",
+    "token_reshape",
 ]
