@@ -100,7 +100,7 @@ def build_timm(arch: str, in_chans: int) -> Parts:
         tokens = TimmTokens(model)
         return Parts(
             body=tokens,
-            target_layer=tokens.blocks[-1].norm1,
+            target_layer=tokens.blocks[-1].get_submodule("norm1"),
             num_features=int(model.num_features),  # type: ignore[arg-type]
             first_conv="model.patch_embed.proj.weight",
             source="timm",

@@ -93,13 +93,13 @@ class TimmTokens(nn.Module):
     @property
     def patch_size(self) -> int:
         """Side ``p`` of the square patches."""
-        size = self.model.patch_embed.patch_size  # type: ignore[union-attr]
+        size: Any = getattr(self.model.patch_embed, "patch_size", 0)
         return int(size[0] if isinstance(size, tuple | list) else size)
 
     @property
     def num_prefix_tokens(self) -> int:
         """Tokens before the patch tokens (CLS, distillation and register tokens)."""
-        return int(self.model.num_prefix_tokens)  # type: ignore[arg-type]
+        return int(getattr(self.model, "num_prefix_tokens", 0))
 
     @property
     def has_class_token(self) -> bool:
@@ -177,7 +177,7 @@ def resample_pos_embed_state(
     """
     out = dict(state)
     value = out.get(key)
-    expected = body.model.pos_embed  # type: ignore[union-attr]
+    expected = body.model.pos_embed
     if value is None or not isinstance(expected, Tensor) or value.shape == expected.shape:
         return out
     if value.ndim != 3 or value.shape[-1] != expected.shape[-1]:
@@ -185,6 +185,6 @@ def resample_pos_embed_state(
     from timm.layers import resample_abs_pos_embed
 
     prefix = 0 if getattr(body.model, "no_embed_class", False) else body.num_prefix_tokens
-    grid = tuple(body.model.patch_embed.grid_size)  # type: ignore[union-attr]
+    grid = tuple(getattr(body.model.patch_embed, "grid_size", ()))
     out[key] = resample_abs_pos_embed(value, list(grid), num_prefix_tokens=prefix)
     return out
