@@ -53,9 +53,10 @@ def check_token_size(
     ok = [s for s in range(8, 4 * image_size + 8 * patch) if _fits(size_for(s), patch)]
     near = sorted(sorted(ok, key=lambda s: abs(s - image_size))[:4])
     hint = f"; image sizes that work: {near}" if near else ""
+    given = "" if size_for is _same else f" (image_size={image_size})"
     raise ValueError(
-        f"{method}: {what} of {size} px (image_size={image_size}) on a ViT with patch size "
-        f"{patch}: the patch size must divide it{hint}"
+        f"{method}: {what} of {size} px{given} on a ViT with patch size {patch}: the patch "
+        f"size must divide it{hint}"
     )
 
 
