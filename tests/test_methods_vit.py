@@ -152,8 +152,10 @@ def test_mae_forward_and_loss_match_lightly_mae() -> None:
     ).eval()  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MAEDecoderTIMM is deprecated in lightly 1.6
-        decoder = MAEDecoderTIMM(num_patches=16, patch_size=16, in_chans=1, embed_dim=192,
-                                 decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4)  # fmt: skip
+        decoder = MAEDecoderTIMM(
+            num_patches=16, patch_size=16, in_chans=1, embed_dim=192,
+            decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4,
+        )  # fmt: skip
     ours = mae.decoder
     pairs = {"decoder_embed": ours.embed, "decoder_blocks": ours.blocks, "decoder_norm": ours.norm,
              "decoder_pred": ours.predict}  # fmt: skip
