@@ -241,3 +241,17 @@ def test_hooks_released_after_errors_and_token_layers_need_a_reshape() -> None:
         torch.rand(2, 1, 32, 32), 1
     )
     assert maps.shape == (2, 32, 32)
+
+
+def test_coarse_vit_map_warns_without_suggesting_a_non_spatial_layer() -> None:
+    from cxr_curriculum.attention import CoarseSaliencyWarning, suggest_layer
+
+    torch.manual_seed(0)
+    vit = nn.Sequential(Backbone("timm:vit_tiny_patch16_224"), nn.Linear(192, 2)).eval()
+    images = torch.rand(2, 1, 32, 32)  # a 2x2 patch grid
+    masks = torch.zeros(2, 32, 32, dtype=torch.bool)
+    masks[:, 8:24, 4:28] = True
+    with pytest.warns(CoarseSaliencyWarning, match=r"2x2 at 32x32.*smaller patches") as caught:
+        LungAttentionScorer(method="gradcam", n_boot=10).score(vit, images, 1, masks=masks)
+    assert "k_norm" not in str(caught[0].message)  # (B, heads, T, d) is 4-D but no map
+    assert suggest_layer(vit, images[:1]) is None

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["ReshapeTransform", "find_vit", "token_reshape"]
+__all__ = ["ReshapeTransform", "find_vit", "holds_vit", "token_reshape"]
 
 #: ``(tokens (B, T, C), image size (H, W)) -> map (B, C, h, w)``.
 ReshapeTransform = Callable[[Tensor, tuple[int, int]], Tensor]
@@ -26,6 +26,11 @@ ReshapeTransform = Callable[[Tensor, tuple[int, int]], Tensor]
 def _vits(model: nn.Module) -> list[nn.Module]:
     """Sub-modules of ``model`` (itself included) that are Backbone ViTs."""
     return [m for m in model.modules() if bool(getattr(m, "is_token_model", False))]
+
+
+def holds_vit(model: nn.Module) -> bool:
+    """Whether ``model`` contains a Backbone ViT."""
+    return bool(_vits(model))
 
 
 def token_reshape(model: nn.Module, layer: nn.Module) -> ReshapeTransform | None:
