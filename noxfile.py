@@ -82,6 +82,12 @@ def bench_ssl_throughput(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench_vit_throughput(session: nox.Session) -> None:
+    """MAE and DINO on ViT-Tiny/16 vs lightly, 64/128 px, 1/2 threads (--smoke: a minute)."""
+    _bench(session, "bench_vit_throughput.py")
+
+
+@nox.session(python=PYTHON)
 def bench_transforms(session: nox.Session) -> None:
     """Batched vs per-sample augmentation speed on real Kermany images."""
     _bench(session, "bench_transforms.py")
@@ -92,6 +98,9 @@ def bench_smoke(session: nox.Session) -> None:
     """Smoke variant of every benchmark (a few minutes in all); the tests run these too."""
     _install(session, extras="dev,compare,dicom,saliency")
     session.run("python", "benchmarks/bench_ssl_throughput.py", "--smoke")
+    session.run("python", "benchmarks/bench_vit_throughput.py", "--smoke")
+    session.run("python", "benchmarks/gpu/gpu_suite.py", "--smoke", "--device", "cpu",
+                "--out", "runs/gpu_suite_smoke", "--budget", "1800")  # fmt: skip
     session.run("python", "benchmarks/bench_decode.py", "--smoke")
     session.run("python", "benchmarks/bench_lungseg.py", "--smoke")
     session.run("python", "benchmarks/bench_attention.py", "speed", "--smoke")

@@ -94,6 +94,9 @@ def write_results(
 ) -> tuple[Path, Path]:
     """Write ``benchmarks/results/<name>.json`` and ``docs/benchmarks/<name>.md``.
 
+    With the environment variable ``CXR_BENCH_OUT`` set (the GPU suite sets it), both
+    files go to that folder instead of the repository.
+
     Args:
         name: File stem, e.g. ``"ssl_throughput"``.
         rows: The results: a list of flat dicts (one table row each) or one dict.
@@ -120,7 +123,8 @@ def write_results(
         "config": dict(config or {}),
         "results": rows if isinstance(rows, Mapping) else list(rows),
     }
-    json_path = REPO / "benchmarks" / "results" / f"{name}.json"
+    out = os.environ.get("CXR_BENCH_OUT")
+    json_path = (Path(out) if out else REPO / "benchmarks" / "results") / f"{name}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     where = machine.get("gpu") or f"{machine['cpu']} ({machine['cpu_count']} cores)"
@@ -140,7 +144,7 @@ def write_results(
     ]
     if notes:
         header += [notes.strip(), ""]
-    md_path = REPO / "docs" / "benchmarks" / f"{name}.md"
+    md_path = (Path(out) if out else REPO / "docs" / "benchmarks") / f"{name}.md"
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text("\n".join(header) + "\n" + body)
     return json_path, md_path

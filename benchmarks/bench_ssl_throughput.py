@@ -16,7 +16,10 @@ paths alternate, ``--repeats`` times.
 
 Run ``python benchmarks/bench_ssl_throughput.py --smoke`` (about a minute) or, e.g.,
 ``nice -n 10 python benchmarks/bench_ssl_throughput.py --image-size 64 --batch-size 32``.
-On a GPU: ``--device cuda --image-size 224 --batch-size 128 --workers 8``.
+On a GPU: ``--device cuda --image-size 224 --batch-size 128 --workers 8``, with
+``--arch resnet50 --amp bf16 --channels-last`` or ``--arch timm:vit_small_patch16_224 --amp
+bf16`` (both sides run under the same autocast and memory format; Jigsaw-free method list,
+so every method applies to a ViT; DINO's local crops are rounded to patch multiples).
 """
 
 from __future__ import annotations
@@ -52,6 +55,18 @@ STEP_METHODS = (
     "rotation",
 )
 StepFn = Callable[[int], None]
+AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: str, amp: str) -> Any:
+    """The autocast context of ``--amp`` on ``device`` (a no-op for ``"none"``)."""
+    dtype = AMP[amp]
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
+
+
+def _backbone(arch: str, device: str, channels_last: bool) -> Backbone:
+    bb = Backbone(arch, in_chans=1).to(device)
+    return bb.to(memory_format=torch.channels_last) if channels_last else bb
 
 
 # --------------------------------------------------------------------------- set-up
@@ -66,18 +81,32 @@ def scaled_hparams(name: str, head_scale: int) -> dict[str, Any]:
     return hp
 
 
-def make_views(name: str, hp: dict[str, Any], batch: int, size: int, device: str) -> Any:
-    """Random views in the layout the method's ``training_step`` expects."""
+def make_views(
+    name: str,
+    hp: dict[str, Any],
+    batch: int,
+    size: int,
+    device: str,
+    patch: int | None = None,
+    channels_last: bool = False,
+) -> Any:
+    """Random views in the layout the method's ``training_step`` expects.
+
+    ``patch``: a ViT's patch size; DINO's local crops are then a multiple of it (as
+    :meth:`cxr_curriculum.methods.DINO.local_size` makes them).
+    """
     g = torch.Generator().manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     def rand(n: int, s: int) -> Tensor:
-        return torch.rand(n, 1, s, s, generator=g).to(device)
+        return torch.rand(n, 1, s, s, generator=g).to(device).contiguous(memory_format=fmt)
 
-    if name == "rotation":
+    if name in ("rotation", "mae"):
         return rand(batch, size)
     views = [rand(batch, size), rand(batch, size)]
     if name == "dino":
-        local = max(8, round(size * hp["local_size_ratio"]))
+        local = size * hp["local_size_ratio"]
+        local = max(patch, round(local / patch) * patch) if patch else max(8, round(local))
         views += [rand(batch, local) for _ in range(hp["n_local_crops"])]
     return views
 
@@ -86,16 +115,26 @@ def _sgd(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD([p for p in params if p.requires_grad], lr=0.01, momentum=0.9)
 
 
-def ours_step(name: str, hp: dict[str, Any], views: Any, device: str, total: int) -> StepFn:
+def ours_step(
+    name: str,
+    hp: dict[str, Any],
+    views: Any,
+    device: str,
+    total: int,
+    arch: str = "resnet18",
+    amp: str = "none",
+    channels_last: bool = False,
+) -> StepFn:
     """One training step of this library's method."""
     torch.manual_seed(0)
     method: SSLMethod = METHODS[name](**hp)
-    method.setup(Backbone("resnet18", in_chans=1).to(device))
+    method.setup(_backbone(arch, device, channels_last))
     method.train()
     opt = _sgd(method.parameters())
 
     def step(i: int) -> None:
-        loss = method.training_step(views)
+        with autocast(device, amp):
+            loss = method.training_step(views)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -112,11 +151,20 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return twin
 
 
-def lightly_step(name: str, hp: dict[str, Any], views: Any, device: str, total: int) -> StepFn:
+def lightly_step(
+    name: str,
+    hp: dict[str, Any],
+    views: Any,
+    device: str,
+    total: int,
+    arch: str = "resnet18",
+    amp: str = "none",
+    channels_last: bool = False,
+) -> StepFn:
     """The same step written with lightly's heads, losses and momentum utilities.
 
     Follows lightly's own examples (``examples/pytorch/<method>.py``) with the
-    hyper-parameters of this library's method.
+    hyper-parameters of this library's method, on the same backbone.
     """
     from lightly import loss as L
     from lightly.models.modules import heads as H
@@ -124,7 +172,7 @@ def lightly_step(name: str, hp: dict[str, Any], views: Any, device: str, total: 
     from lightly.utils.scheduler import cosine_schedule
 
     torch.manual_seed(0)
-    bb = Backbone("resnet18", in_chans=1).to(device)
+    bb = _backbone(arch, device, channels_last)
     d = bb.num_features
     parts: dict[str, nn.Module] = {"backbone": bb}
     x0, x1 = views[0], views[1]
@@ -223,7 +271,8 @@ def lightly_step(name: str, hp: dict[str, Any], views: Any, device: str, total: 
     opt = _sgd(model.parameters())
 
     def step(i: int) -> None:
-        loss = loss_fn(i)
+        with autocast(device, amp):
+            loss = loss_fn(i)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if name == "dino":
@@ -259,13 +308,20 @@ def interleaved(runners: dict[str, Callable[[], float]], repeats: int) -> dict[s
     return out
 
 
+def _patch(arch: str) -> int | None:
+    with torch.device("meta"):
+        return Backbone(arch).patch_size
+
+
 def bench_step(name: str, args: argparse.Namespace) -> dict[str, Any]:
     hp = scaled_hparams(name, args.head_scale)
-    views = make_views(name, hp, args.batch_size, args.image_size, args.device)
+    views = make_views(name, hp, args.batch_size, args.image_size, args.device,
+                       _patch(args.arch), args.channels_last)  # fmt: skip
     total = args.warmup + args.repeats * args.steps
-    steps = {"ours": ours_step(name, hp, views, args.device, total)}
+    setting = (args.arch, args.amp, args.channels_last)
+    steps = {"ours": ours_step(name, hp, views, args.device, total, *setting)}
     if name != "rotation" and not args.no_lightly:
-        steps["lightly"] = lightly_step(name, hp, views, args.device, total)
+        steps["lightly"] = lightly_step(name, hp, views, args.device, total, *setting)
     for s in steps.values():
         time_steps(s, args.warmup, 0, args.device)
     counters = dict.fromkeys(steps, args.warmup)
@@ -305,7 +361,7 @@ def bench_e2e(name: str, args: argparse.Namespace) -> dict[str, Any]:
     hp = scaled_hparams(name, args.head_scale)
     torch.manual_seed(0)
     method: SSLMethod = METHODS[name](**hp)
-    method.setup(Backbone("resnet18", in_chans=1).to(args.device))
+    method.setup(_backbone(args.arch, args.device, args.channels_last))
     method.train()
     opt = _sgd(method.parameters())
     root = data_root() / "kermany-pneumonia"
@@ -344,7 +400,8 @@ def bench_e2e(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 x = _to(_images(batch), args.device)
                 if batch_tf is not None:
                     x = batch_tf(x)
-                loss = method.training_step(x)
+                with autocast(args.device, args.amp):
+                    loss = method.training_step(x)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -375,8 +432,9 @@ def _markdown(
     step_rows: list[dict[str, Any]], e2e_rows: list[dict[str, Any]], args: argparse.Namespace
 ) -> str:
     lines = [
-        f"Settings: ResNet-18 (1 channel), {args.image_size} px, batch {args.batch_size}, "
-        f"device {args.device}, head widths / {args.head_scale}, {args.steps} steps x "
+        f"Settings: {args.arch} (1 channel), {args.image_size} px, batch {args.batch_size}, "
+        f"device {args.device}, autocast {args.amp}, channels_last {args.channels_last}, "
+        f"head widths / {args.head_scale}, {args.steps} steps x "
         f"{args.repeats} interleaved repeats after {args.warmup} warm-up steps, "
         f"{torch.get_num_threads()} torch threads.",
         "",
@@ -443,6 +501,9 @@ def main(argv: list[str] | None = None) -> None:
         help="torch.set_num_threads (1 is much faster on a shared, loaded CPU)",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--arch", default="resnet18", help="Backbone name, e.g. resnet50 or a ViT")
+    parser.add_argument("--amp", default="none", choices=sorted(AMP), help="autocast dtype")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last (CNNs)")
     parser.add_argument("--no-lightly", action="store_true")
     parser.add_argument("--name", default="ssl_throughput", help="results file stem")
     args = parser.parse_args(argv)

@@ -1,4 +1,10 @@
-"""Backbone contract, parametrised over every supported family (tiny 64 px inputs)."""
+"""Backbone contract, parametrised over every supported family (tiny 64 px inputs).
+
+ViTs (``timm:vit_*``) keep the same contract with two documented differences: their
+feature map is the patch-token grid (``64 / patch`` cells a side) and their pooled output is
+the CLS token; their CAM layer (the last block's ``norm1``) returns tokens, which
+``Backbone.tokens_to_map`` lays out on that grid.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,22 @@ from cxr_curriculum.backbones import IMAGENET_GRAY_NORM, Backbone
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-NAMES = ["resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0", "timm:resnet10t"]
+NAMES = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "densenet121",
+    "efficientnet_b0",
+    "timm:resnet10t",
+    "timm:vit_tiny_patch16_224",
+    "timm:vit_small_patch8_224",
+]
 SIZE = 64
+
+
+def _grid(backbone: Backbone) -> int:
+    """Cells per side of the last feature map at ``SIZE`` px."""
+    return SIZE // (backbone.patch_size or 32)
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -33,7 +53,9 @@ def x() -> Tensor:
 def _reference_rgb_model(name: str) -> tuple[nn.Module, dict[str, Tensor]]:
     """The library's own 3-channel model (random weights) and its full state dict."""
     if name.startswith("timm:"):
-        model = timm.create_model(name.removeprefix("timm:"), in_chans=3, num_classes=0)
+        arch = name.removeprefix("timm:")
+        kwargs = {"dynamic_img_size": True} if arch.startswith("vit_") else {}
+        model = timm.create_model(arch, in_chans=3, num_classes=0, **kwargs)
         return model.eval(), model.state_dict()
     model = tvm.get_model(name, weights=None)
     state = model.state_dict()  # includes the classifier, which Backbone must ignore
@@ -63,7 +85,7 @@ class TestBackboneContract:
             pooled = backbone(x)
         c = backbone.num_features
         assert isinstance(c, int) and c > 0
-        assert fmap.shape == (2, c, SIZE // 32, SIZE // 32)
+        assert fmap.shape == (2, c, _grid(backbone), _grid(backbone))
         assert pooled.shape == (2, c)
         assert backbone.in_chans == 1 and backbone.name in NAMES
         first_conv = next(m for m in backbone.modules() if isinstance(m, nn.Conv2d))
@@ -72,18 +94,34 @@ class TestBackboneContract:
     def test_forward_is_mean_of_feature_map(self, backbone: Backbone, x: Tensor) -> None:
         with torch.no_grad():
             expected = backbone.forward_features(x).mean(dim=(2, 3))
-            torch.testing.assert_close(backbone(x), expected)
+            if backbone.is_token_model:  # pool="token" by default: the CLS token
+                assert backbone.pool == "token"
+                torch.testing.assert_close(backbone(x), backbone.forward_tokens(x)[:, 0])
+                backbone.pool = "avg"  # the other setting is the mean of the patch tokens
+                try:
+                    torch.testing.assert_close(backbone(x), expected)
+                finally:
+                    backbone.pool = "token"
+            else:
+                torch.testing.assert_close(backbone(x), expected)
 
     def test_target_layer_output_is_feature_map(self, backbone: Backbone, x: Tensor) -> None:
         assert any(m is backbone.target_layer for m in backbone.modules())
         seen, fmap = _layer_outputs(backbone, backbone.target_layer, x)
         assert len(seen) == 1
-        torch.testing.assert_close(seen[0], fmap, rtol=0, atol=0)
+        if backbone.is_token_model:  # the last block's norm1: tokens on the same patch grid
+            assert backbone.target_layer is backbone.body.model.blocks[-1].norm1
+            grid = backbone.tokens_to_map(seen[0], (SIZE, SIZE))
+            assert grid.shape == fmap.shape
+        else:
+            torch.testing.assert_close(seen[0], fmap, rtol=0, atol=0)
 
     def test_fine_target_layer_is_finer_or_the_target(self, backbone: Backbone, x: Tensor) -> None:
         seen, fmap = _layer_outputs(backbone, backbone.fine_target_layer, x)
         assert len(seen) == 1
-        if backbone.name.startswith("resnet"):
+        if backbone.is_token_model:
+            assert backbone.fine_target_layer is backbone.target_layer
+        elif backbone.name.startswith("resnet"):
             assert seen[0].shape[-2:] == (2 * fmap.shape[-2], 2 * fmap.shape[-1])
         else:
             assert backbone.fine_target_layer is backbone.target_layer
@@ -151,7 +189,7 @@ class TestBackboneContract:
 
 def test_available_lists_required_torchvision_names_and_timm() -> None:
     names = Backbone.available()
-    for required in NAMES[:-1]:
+    for required in NAMES[:5]:
         assert required in names
     assert "timm:resnet10t" in Backbone.available(timm=True)
 

@@ -182,8 +182,8 @@ def test_invalid_arguments_raise_value_error() -> None:
         Backbone("resnet18", input_norm=(0.5, 0.0))
     with pytest.raises(ValueError, match="unknown timm model"):
         Backbone("timm:no_such_model")
-    with pytest.raises(ValueError, match="token"):
-        Backbone("timm:vit_tiny_patch16_224")
+    with pytest.raises(ValueError, match=r"token.*not a plain Vision Transformer"):
+        Backbone("timm:swin_tiny_patch4_window7_224")
     bb = Backbone("resnet18")
     with pytest.raises(ValueError, match=r"expects \(B, 1, H, W\)"):
         bb(torch.rand(2, 3, 32, 32))

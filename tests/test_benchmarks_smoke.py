@@ -133,3 +133,37 @@ def test_bench_saliency_adapters_smoke(
         "captum_ig_adapter",
     }
     assert record["overhead_pgc_adapter_vs_direct"] > 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_gpu_suite_smoke_on_the_cpu(data_root: Path, tmp_path: Path) -> None:
+    # The GPU suite's driver at toy sizes on the CPU, for the phases that are not also
+    # tested elsewhere: ViT throughput vs lightly, segmentation/attention speed, a study cell.
+    import subprocess
+
+    pytest.importorskip("lightly")
+
+    out = tmp_path / "suite"
+    phases = ["vit_mae_dino", "lungseg_attention", "study_cell"]
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "gpu" / "gpu_suite.py"), "--smoke", "--device", "cpu",
+         "--out", str(out), "--budget", "900", "--phases", *phases],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads(proc.stdout.strip().splitlines()[-1])  # one JSON record, last line
+    assert record == json.loads((out / "gpu_suite.json").read_text())
+    assert record["card"] and record["device"] == "cpu" and set(record["phases"]) == set(phases)
+    assert all(p["status"] == "ok" for p in record["phases"].values())
+    rows = record["phases"]["vit_mae_dino"]["results"]["gpu_vit_mae_dino"]["rows"]
+    assert {r["method"] for r in rows} == {"mae", "dino"}
+    assert all(r["ours_img_s"] > 0 and r["lightly_img_s"] > 0 for r in rows)
+    speed = record["phases"]["lungseg_attention"]["results"]["gpu_lungseg_attention"]
+    assert {r["method"] for r in speed["attention"]} == {
+        "gradcam", "attention_rollout", "cls_attention"
+    }  # fmt: skip
+    study = record["phases"]["study_cell"]["results"]["results"]
+    assert study["design"]["cells_done"] == 3
+    assert {c["protocol"] for c in study["cells"]} == {"knn", "linear_probe", "fine_tune"}
+    assert (out / "raw.tar.gz").is_file() and (out / "gpu_suite.log").is_file()

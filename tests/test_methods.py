@@ -18,6 +18,7 @@ from cxr_curriculum.data import read_image
 from cxr_curriculum.methods import (
     BYOL,
     DINO,
+    MAE,
     METHODS,
     BarlowTwins,
     Jigsaw,
@@ -48,7 +49,11 @@ SMALL: dict[type[SSLMethod], dict[str, Any]] = {
     BarlowTwins: {"projection_dim": 64},
     VICReg: {"projection_dim": 64},
     DINO: {"output_dim": 64, "hidden_dim": 64, "bottleneck_dim": 16, "n_local_crops": 2},
+    MAE: {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2},
 }
+#: Methods that need a ViT backbone (the others are trained on a ResNet-18 here and on a
+#: ViT in test_methods_vit.py).
+VIT_ONLY = (MAE,)
 #: Tiling methods need room for 3x3 tiles/patches.
 IMAGE_SIZE = {Jigsaw: 64, RelativePatchLocation: 64}
 
@@ -67,7 +72,9 @@ def xrays(data_root: Path) -> list[torch.Tensor]:
     return [resize(read_image(f)) for f in files]
 
 
-def _backbone() -> Backbone:
+def _backbone(cls: type[SSLMethod] | None = None) -> Backbone:
+    if cls in VIT_ONLY:
+        return Backbone("timm:vit_tiny_patch16_224", in_chans=1, weights=None)
     return Backbone("resnet18", in_chans=1, weights=None)
 
 
@@ -131,7 +138,7 @@ def test_training_steps_on_real_xrays_change_the_backbone(
     cls: type[SSLMethod], xrays: list[torch.Tensor]
 ) -> None:
     method, size = _make(cls)
-    backbone = _backbone()
+    backbone = _backbone(cls)
     method.setup(backbone)
     batch = _batch(method, xrays[:4], size)
     before = copy.deepcopy(backbone.state_dict())

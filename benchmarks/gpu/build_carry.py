@@ -9,9 +9,16 @@ every image shrunk so that its longer side is at most ``--long-side`` pixels
 PNG). The library's loaders then read it unchanged through ``CXR_DATA_ROOT``. The
 script stops with an error if the result is larger than ``--max-mib``.
 
+With ``--wheels`` it also puts in ``runs/gpu_carry/whl`` the pure-Python wheels that the
+device image lacks, at the versions installed here (:data:`WHEELS`: smp for the lung
+segmenter; lightly, grad-cam and its ttach for the comparisons of the GPU suite; timm, so
+that the ViTs run on the version tested here). grad-cam publishes no wheel: its sdist is
+built into one here. About 3.3 MiB.
+
 Usage::
 
     python benchmarks/gpu/build_carry.py                      # -> runs/gpu_carry/data
+    python benchmarks/gpu/build_carry.py --wheels             # data and wheels
     python benchmarks/gpu/build_carry.py --long-side 144 --out /tmp/carry
 """
 
@@ -19,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from PIL import Image
@@ -31,6 +40,30 @@ DATASETS = (
     "shenzhen-montgomery-tb",
 )
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+#: Distributions carried as wheels (name, whether PyPI has a wheel or only an sdist).
+WHEELS = (
+    ("segmentation-models-pytorch", True),
+    ("lightly", True),
+    ("timm", True),
+    ("ttach", True),
+    ("grad-cam", False),
+)
+
+
+def fetch_wheels(dest: Path) -> int:
+    """Download (or, for an sdist, build) the :data:`WHEELS` at the versions installed here."""
+    dest.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip"]
+    for name, has_wheel in WHEELS:
+        spec = f"{name}=={metadata.version(name)}"
+        if has_wheel:
+            cmd = [*pip, "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), spec]
+        else:
+            cmd = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest), spec]
+        subprocess.run(cmd, check=True)
+    for leftover in dest.glob("*.tar.gz"):
+        leftover.unlink()
+    return sum(f.stat().st_size for f in dest.glob("*.whl"))
 
 
 def shrink(src: Path, dst: Path, long_side: int, quality: int) -> None:
@@ -81,12 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-side", type=int, default=144)
     parser.add_argument("--quality", type=int, default=80)
     parser.add_argument("--max-mib", type=float, default=60.0)
+    parser.add_argument("--wheels", action="store_true", help="also fetch WHEELS into ../whl")
     args = parser.parse_args(argv)
     if args.out.exists():
         shutil.rmtree(args.out)
     total = build(args.src or data_root(), args.out, args.long_side, args.quality)
+    print(f"{args.out}: {total / 2**20:.1f} MiB at long side {args.long_side} px")
+    if args.wheels:
+        wheels = args.out.parent / "whl"
+        size = fetch_wheels(wheels)
+        print(f"{wheels}: {size / 2**20:.1f} MiB of wheels")
+        total += size
     mib = total / 2**20
-    print(f"{args.out}: {mib:.1f} MiB at long side {args.long_side} px")
     if mib > args.max_mib:
         print(f"error: the carry is larger than {args.max_mib} MiB", file=sys.stderr)
         return 1

@@ -2,15 +2,16 @@
 
 Saliency methods (batched, in torch; maps ``(B, H, W)`` at the input resolution):
 :class:`GradCAM`, :class:`GradCAMPlusPlus`, :class:`HiResCAM`, :class:`Gradients`,
-:class:`SmoothGrad`, :class:`IntegratedGradients`, and any method of pytorch-grad-cam or
-captum by name (:class:`PytorchGradCAM`, :class:`CaptumAttribution`; extra
-``saliency``). Metrics (pure functions, ``(B, H, W)`` saliency and bool mask -> ``(B,)``):
-:func:`energy_in_mask`, :func:`lift`, :func:`area_fraction`, :func:`pointing_game`,
-:func:`rank_accuracy`. Faithfulness (perturbation, per image): deletion, insertion,
-ROAD and the lung-restricted effect (:func:`faithfulness_metrics`,
-:class:`PerturbationSettings`). The :class:`LungAttentionScorer` ties them to lung
-masks, bootstrap CIs by patient, paired comparisons, the cascading-randomisation sanity
-check and pictures.
+:class:`SmoothGrad`, :class:`IntegratedGradients`; for ViTs also :class:`AttentionRollout`
+and :class:`CLSAttention` (Grad-CAM reshapes a ViT's tokens to the patch grid); and any
+method of pytorch-grad-cam or captum by name (:class:`PytorchGradCAM`,
+:class:`CaptumAttribution`; extra ``saliency``). Metrics (pure functions, ``(B, H, W)``
+saliency and bool mask -> ``(B,)``): :func:`energy_in_mask`, :func:`lift`,
+:func:`area_fraction`, :func:`pointing_game`, :func:`rank_accuracy`. Faithfulness
+(perturbation, per image): deletion, insertion, ROAD and the lung-restricted effect
+(:func:`faithfulness_metrics`, :class:`PerturbationSettings`). The
+:class:`LungAttentionScorer` ties them to lung masks, bootstrap CIs by patient, paired
+comparisons, the cascading-randomisation sanity check and pictures.
 """
 
 from cxr_curriculum.stats import ConfidenceInterval, PairedComparison
@@ -50,6 +51,14 @@ from .plots import DISPLAY_SIDE, display_scale, overlay, saliency_grid, save_gri
 from .registry import SALIENCY_METHODS, check_method, make_saliency
 from .report import AttentionReport, SanityReport
 from .resolution import MIN_CAM_SIDE, CoarseSaliencyWarning, suggest_layer
+from .rollout import (
+    HEAD_FUSIONS,
+    AttentionRollout,
+    CLSAttention,
+    attention_rollout,
+    capture_attention,
+    fuse_heads,
+)
 from .sanity import cascading_randomization, parameter_layers, spearman
 from .scorer import LungAttentionScorer
 from .targets import (
@@ -61,19 +70,23 @@ from .targets import (
     resolve_target,
     targets_by_name,
 )
+from .tokens import find_vit, token_reshape
 
 __all__ = [
     "CAM",
     "DISPLAY_SIDE",
     "FAITHFULNESS_COLUMNS",
     "FAITHFULNESS_METRICS",
+    "HEAD_FUSIONS",
     "LUNG_EFFECT_COLUMNS",
     "METRIC_COLUMNS",
     "MIN_CAM_SIDE",
     "SALIENCY_EXTRA_HINT",
     "SALIENCY_METHODS",
     "AttentionReport",
+    "AttentionRollout",
     "BinaryLogitTarget",
+    "CLSAttention",
     "CaptumAttribution",
     "ClassTarget",
     "CoarseSaliencyWarning",
@@ -95,8 +108,10 @@ __all__ = [
     "TargetsLike",
     "area_fraction",
     "as_lung_masks",
+    "attention_rollout",
     "backbone_modules",
     "capture_activation",
+    "capture_attention",
     "cascading_randomization",
     "check_method",
     "display_scale",
@@ -105,6 +120,8 @@ __all__ = [
     "eval_mode",
     "faithfulness_metrics",
     "find_layer",
+    "find_vit",
+    "fuse_heads",
     "lift",
     "load_sample",
     "lung_metrics",
@@ -126,4 +143,5 @@ __all__ = [
     "split_midline",
     "suggest_layer",
     "targets_by_name",
+    "token_reshape",
 ]

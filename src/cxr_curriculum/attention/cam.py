@@ -6,7 +6,10 @@ forward pass, the target scores and the gradient; a subclass implements one step
 :meth:`CAM.combine`, which turns the layer's activations ``A`` and gradients ``G``
 (both ``(B, C, h, w)``) into a ``(B, h, w)`` map. The map is passed through a ReLU (as in
 all three papers), upsampled bilinearly (``align_corners=False``) to the input size and
-returned without min-max normalisation.
+returned without min-max normalisation. A layer that returns tokens ``(B, T, C)`` (a ViT
+block) is reshaped to the patch grid, activations and gradients alike, by a
+``reshape_transform`` (pytorch-grad-cam's recipe; found by itself for a Backbone ViT, see
+:mod:`.tokens`).
 
 References:
     Selvaraju et al., "Grad-CAM", ICCV 2017.
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 
 from .base import SaliencyMethod
 from .targets import TargetsLike
+from .tokens import ReshapeTransform, token_reshape
 
 __all__ = [
     "CAM",
@@ -162,18 +166,27 @@ class CAM(SaliencyMethod):
     Args:
         model: Any ``nn.Module`` returning logits.
         target_layer: The layer to explain (module, dotted name, or ``None`` to use the
-            model's ``target_layer`` attribute); its output must be ``(B, C, h, w)``.
+            model's ``target_layer`` attribute); its output must be ``(B, C, h, w)``, or
+            tokens ``(B, T, C)`` with a ``reshape_transform``.
         relu: Apply the ReLU of the papers to the combined map (default ``True``).
+        reshape_transform: ``(tokens (B, T, C), (H, W)) -> (B, C, h, w)`` applied to the
+            layer's activations and gradients; ``None`` uses the owning Backbone ViT's
+            :meth:`~cxr_curriculum.backbones.Backbone.tokens_to_map` for token layers.
     """
 
     name = "cam"
 
     def __init__(
-        self, model: nn.Module, target_layer: nn.Module | str | None = None, relu: bool = True
+        self,
+        model: nn.Module,
+        target_layer: nn.Module | str | None = None,
+        relu: bool = True,
+        reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         super().__init__(model)
         self.target_layer = find_layer(model, target_layer)
         self.relu = relu
+        self.reshape_transform = reshape_transform or token_reshape(model, self.target_layer)
         #: ``(h, w)`` of the layer's map in the last call (``None`` before the first).
         self.map_size: tuple[int, int] | None = None
 
@@ -191,15 +204,22 @@ class CAM(SaliencyMethod):
         if len(store) != 1:
             raise ValueError(f"target layer ran {len(store)} times in one forward pass; need 1")
         act = store[0]
-        if act.ndim != 4 or act.shape[0] != images.shape[0]:
+        tokens = act.ndim == 3 and self.reshape_transform is not None
+        if not (act.ndim == 4 or tokens) or act.shape[0] != images.shape[0]:
             raise ValueError(
-                f"target layer output must be (B, C, h, w), got {tuple(act.shape)}; "
-                "choose a convolutional layer"
+                f"target layer output must be (B, C, h, w), or tokens (B, T, C) of a ViT "
+                f"Backbone or with a reshape_transform, got {tuple(act.shape)}; choose a "
+                "convolutional layer"
             )
-        self.map_size = (int(act.shape[-2]), int(act.shape[-1]))
         scores = self._score(outputs, targets)
         (grads,) = torch.autograd.grad(scores.sum(), act)
-        cam = self.combine(act.detach(), grads.detach())
+        act, grads = act.detach(), grads.detach()
+        if tokens:
+            size = (int(images.shape[-2]), int(images.shape[-1]))
+            act = self.reshape_transform(act, size)  # type: ignore[misc]
+            grads = self.reshape_transform(grads, size)  # type: ignore[misc]
+        self.map_size = (int(act.shape[-2]), int(act.shape[-1]))
+        cam = self.combine(act, grads)
         if self.relu:
             cam = cam.clamp_min(0)
         return F.interpolate(

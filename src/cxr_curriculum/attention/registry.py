@@ -13,10 +13,12 @@ from torch import nn
 from .base import SaliencyMethod
 from .cam import CAM, GradCAM, GradCAMPlusPlus, HiResCAM
 from .gradients import Gradients, IntegratedGradients, SmoothGrad
+from .rollout import AttentionRollout, CLSAttention
 
 __all__ = ["SALIENCY_METHODS", "check_method", "make_saliency"]
 
-#: Method name -> class. CAM methods need a target layer; the others do not.
+#: Method name -> class. CAM methods need a target layer; the others do not (the ViT
+#: attention methods read the attention of the model's ViT Backbone).
 SALIENCY_METHODS: dict[str, type[SaliencyMethod]] = {
     "gradcam": GradCAM,
     "gradcam++": GradCAMPlusPlus,
@@ -24,6 +26,8 @@ SALIENCY_METHODS: dict[str, type[SaliencyMethod]] = {
     "gradients": Gradients,
     "smoothgrad": SmoothGrad,
     "integrated_gradients": IntegratedGradients,
+    "attention_rollout": AttentionRollout,
+    "cls_attention": CLSAttention,
 }
 
 

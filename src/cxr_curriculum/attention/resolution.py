@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import eval_mode
+from .tokens import holds_vit
 
 __all__ = ["MIN_CAM_SIDE", "CoarseSaliencyWarning", "coarse_map_message", "suggest_layer"]
 
@@ -66,7 +67,8 @@ def suggest_layer(model: nn.Module, images: Tensor, min_side: int = MIN_CAM_SIDE
 
     "Deepest" is the module that finishes last in the forward pass among those with a
     fine enough map, so a whole stage (``"0.body.layer3"``) is preferred to its last
-    convolution. ``None`` when no layer qualifies (the input is too small).
+    convolution. ``None`` when no layer qualifies (the input is too small) and for ViTs
+    (their maps are the patch grid at every depth: use a larger input or smaller patches).
 
     Args:
         model: The classifier.
@@ -74,6 +76,8 @@ def suggest_layer(model: nn.Module, images: Tensor, min_side: int = MIN_CAM_SIDE
             is enough).
         min_side: Smallest acceptable map side.
     """
+    if holds_vit(model):  # every ViT layer works on the same patch grid: none is finer
+        return None
     fine = [name for name, (h, w) in layer_output_sizes(model, images) if min(h, w) >= min_side]
     return fine[-1] if fine else None
 
@@ -98,11 +102,14 @@ def coarse_map_message(
         return None
     size = "x".join(str(s) for s in images.shape[-2:])
     better = suggest_layer(model, images[:1], min_side)
-    advice = (
-        f"use target_layer={better!r}, a larger input or a gradient method"
-        if better is not None
-        else "use a larger input or a gradient method (e.g. method='gradients')"
-    )
+    if better is not None:
+        advice = f"use target_layer={better!r}, a larger input or a gradient method"
+    elif holds_vit(model):
+        advice = (
+            "use a larger input, a ViT with smaller patches (e.g. patch 8) or a gradient method"
+        )
+    else:
+        advice = "use a larger input or a gradient method (e.g. method='gradients')"
     return (
         f"the CAM map of layer {layer!r} is {map_size[0]}x{map_size[1]} at {size} input: "
         f"too coarse for lung masks (need at least {min_side}x{min_side}; its lung score "

@@ -1,7 +1,7 @@
 """Backbone weights on disk: safetensors plus a JSON sidecar that says how to rebuild them.
 
 The sidecar (``<path>.with_suffix(".json")``) holds the architecture name, ``in_chans``,
-``num_features``, ``input_norm``, where the starting weights came from, the
+``num_features``, ``input_norm``, ``pool``, where the starting weights came from, the
 initialisation seed, library versions, free-form ``meta`` (what produced the weights,
 e.g. a curriculum's whole recipe) and the sha256 of the weights file. The same JSON
 (without the file's own sha256) is stored in the safetensors header (key
@@ -81,6 +81,7 @@ def save_backbone(backbone: Backbone, path: str | os.PathLike[str], meta: dict[s
         "in_chans": backbone.in_chans,
         "num_features": backbone.num_features,
         "input_norm": list(backbone.input_norm) if backbone.input_norm is not None else None,
+        "pool": backbone.pool,
         "initial_weights": backbone.weights_source,
         "seed": backbone.seed,
         "versions": _versions(backbone.name),
@@ -212,6 +213,7 @@ def load_backbone(cls: type[B], path: str | os.PathLike[str]) -> B:
         in_chans=int(info["in_chans"]),
         weights=path,
         input_norm=(float(norm[0]), float(norm[1])) if norm is not None else None,
+        pool=info.get("pool"),  # absent in files written before pooling was a setting
     )
     if backbone.num_features != info["num_features"]:
         raise ValueError(

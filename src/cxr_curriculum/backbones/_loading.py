@@ -49,7 +49,9 @@ def load_body_state(
     :meth:`Backbone.save`), the library's own form (``conv1.weight``; the classifier
     keys are dropped and legacy DenseNet keys renamed), optionally behind a
     ``module.`` prefix. A first-conv weight with 3 input channels is adapted to
-    ``in_chans`` (RGB kernels summed for one channel).
+    ``in_chans`` (RGB kernels summed for one channel; for a ViT the patch embedding), and
+    ``parts.adapt_state`` may adapt further (a ViT's positional embeddings of another grid
+    are resampled to its own).
 
     Args:
         parts: The backbone's parts.
@@ -62,7 +64,7 @@ def load_body_state(
         ValueError: Missing keys, unexpected keys or shape mismatches; the message names
             ``origin`` and lists the keys.
     """
-    body_state = _to_body_keys(state, parts)
+    body_state = parts.adapt_state(_to_body_keys(state, parts))
     conv = body_state.get(parts.first_conv)
     if conv is not None and conv.ndim == 4 and conv.shape[1] == 3 and in_chans != 3:
         body_state[parts.first_conv] = adapt_conv_weight(conv, in_chans)

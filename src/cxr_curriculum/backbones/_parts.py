@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["Parts", "new_first_conv"]
 
 
 def _no_fix(key: str) -> str:
     return key
+
+
+def _no_adapt(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return state
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class Parts:
             torchvision or timm state dict) into a key of ``body``.
         head_prefixes: Key prefixes of the library checkpoint's classifier, dropped on load.
         fix_key: Renames legacy keys of the library's published checkpoints.
+        adapt_state: Adapts a whole state dict in ``body`` keys before the strict load
+            (a ViT resamples positional embeddings of another grid).
         source: ``"torchvision"`` or ``"timm"``.
     """
 
@@ -39,6 +45,7 @@ class Parts:
     source_prefix: str = ""
     head_prefixes: tuple[str, ...] = ()
     fix_key: Callable[[str], str] = field(default=_no_fix)
+    adapt_state: Callable[[dict[str, Tensor]], dict[str, Tensor]] = field(default=_no_adapt)
 
 
 def new_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:

@@ -1,9 +1,12 @@
-"""Any convolutional timm model as a feature extractor (``"timm:<model name>"``).
+"""Any convolutional timm model, or a timm Vision Transformer, as a feature extractor.
 
-timm is an optional dependency, imported only when a ``timm:`` backbone is built.
-The model is created with ``num_classes=0`` and ``in_chans`` inputs; the feature map
-is its own ``forward_features``. timm's pooling head (which for some models adds a
-pre-logits convolution or norm) is not used: :class:`Backbone` always average-pools.
+Named ``"timm:<model name>"``. timm is an optional dependency, imported only when a
+``timm:`` backbone is built. The model is created with ``num_classes=0`` and
+``in_chans`` inputs. For a CNN the feature map is its own ``forward_features``; timm's
+pooling head (which for some models adds a pre-logits convolution or norm) is not used:
+:class:`Backbone` always average-pools. A ViT (``vit_*``, ``deit_*``) is built with
+``dynamic_img_size=True`` and wrapped in :class:`~._vit.TimmTokens` (see ``_vit.py``);
+other token models (Swin, EVA, ...) are refused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ._parts import Parts
+from ._vit import TimmTokens, is_vit_arch, resample_pos_embed_state
 
 __all__ = ["TIMM_PREFIX", "build_timm", "timm_imagenet_state_dict", "timm_names"]
 
@@ -59,11 +63,15 @@ def _create(arch: str, in_chans: int, **kwargs: Any) -> nn.Module:
         raise ValueError(
             f"unknown timm model {arch!r}; see timm.list_models() or Backbone.available(timm=True)"
         )
+    if is_vit_arch(timm, arch):
+        kwargs["dynamic_img_size"] = True
     model: nn.Module = timm.create_model(arch, in_chans=in_chans, num_classes=0, **kwargs)
-    if hasattr(model, "patch_embed"):
+    if hasattr(model, "patch_embed") and not is_vit_arch(timm, arch):
         raise ValueError(
-            f"timm model {arch!r} is a token (transformer) model; Backbone needs a convolutional "
-            "model whose forward_features returns a (B, C, h, w) feature map"
+            f"timm model {arch!r} is a token (transformer) model that is not a plain Vision "
+            "Transformer; Backbone takes convolutional timm models and timm's ViTs "
+            "('timm:vit_tiny_patch16_224', 'timm:vit_small_patch16_224', "
+            "'timm:deit_small_patch16_224', ...)"
         )
     return model
 
@@ -72,11 +80,14 @@ def build_timm(arch: str, in_chans: int) -> Parts:
     """Build the timm model ``arch`` (random weights) with ``in_chans`` inputs.
 
     Args:
-        arch: timm architecture name without the ``"timm:"`` prefix, e.g. ``"resnet10t"``.
-        in_chans: Input channels of the first convolution.
+        arch: timm architecture name without the ``"timm:"`` prefix, e.g. ``"resnet10t"``
+            or ``"vit_small_patch16_224"``.
+        in_chans: Input channels of the first convolution (a ViT's patch embedding).
 
     Returns:
-        The :class:`Parts` of the model; ``body`` is a :class:`TimmFeatures`.
+        The :class:`Parts` of the model; ``body`` is a :class:`TimmFeatures` for a CNN and
+        a :class:`~._vit.TimmTokens` for a ViT, whose CAM target layer is the last block's
+        ``norm1`` (pytorch-grad-cam's choice for ViTs).
     """
     model = _create(arch, in_chans, pretrained=False)
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
@@ -85,6 +96,18 @@ def build_timm(arch: str, in_chans: int) -> Parts:
         first_conv = first_conv[0]
     classifier = cfg.get("classifier") or ()
     heads = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+    if is_vit_arch(_import_timm(), arch):
+        tokens = TimmTokens(model)
+        return Parts(
+            body=tokens,
+            target_layer=tokens.blocks[-1].get_submodule("norm1"),
+            num_features=int(model.num_features),  # type: ignore[arg-type]
+            first_conv="model.patch_embed.proj.weight",
+            source="timm",
+            source_prefix="model.",
+            head_prefixes=heads,
+            adapt_state=lambda state: resample_pos_embed_state(state, tokens),
+        )
     body = TimmFeatures(model)
     return Parts(
         body=body,

@@ -1,4 +1,4 @@
-"""``Backbone``: a one-channel torchvision or timm CNN with a small, uniform contract."""
+"""``Backbone``: a one-channel torchvision or timm CNN, or a timm ViT, with a small contract."""
 
 from __future__ import annotations
 
@@ -16,9 +16,14 @@ from ._loading import load_body_state
 from ._parts import Parts
 from ._timm import TIMM_PREFIX, build_timm, timm_names
 from ._torchvision import TORCHVISION_NAMES, build_torchvision
+from ._vit import TimmTokens, tokens_to_map
 from ._weights import imagenet_state_dict, load_checkpoint
 
-__all__ = ["IMAGENET_GRAY_NORM", "Backbone", "WeightsArg"]
+__all__ = ["IMAGENET_GRAY_NORM", "POOLS", "Backbone", "WeightsArg"]
+
+#: Pooling of :meth:`Backbone.forward`: ``"avg"`` (mean of the feature map, or of a ViT's
+#: patch tokens) or ``"token"`` (a ViT's CLS token).
+POOLS = ("avg", "token")
 
 #: Grey-level mean and std of ImageNet (the RGB means and stds averaged), used to
 #: standardise ``[0, 1]`` X-rays inside :meth:`Backbone.forward_features`.
@@ -34,21 +39,33 @@ def _build(name: str, in_chans: int) -> Parts:
         return build_torchvision(name, in_chans)
     raise ValueError(
         f"unknown backbone {name!r}: use a torchvision name {TORCHVISION_NAMES} or "
-        f"'timm:<model name>' for any convolutional timm model (e.g. 'timm:resnet10t')"
+        f"'timm:<model name>' for any convolutional timm model (e.g. 'timm:resnet10t') or "
+        "timm ViT (e.g. 'timm:vit_small_patch16_224')"
     )
 
 
 class Backbone(nn.Module):
-    """A CNN feature extractor for ``(B, in_chans, H, W)`` X-rays in ``[0, 1]``.
+    """A CNN or ViT feature extractor for ``(B, in_chans, H, W)`` X-rays in ``[0, 1]``.
 
     Wraps (does not subclass) a torchvision model (``"resnet18"``, ``"resnet34"``,
-    ``"resnet50"``, ``"densenet121"``, ``"efficientnet_b0"``, ... see :meth:`available`)
-    or any convolutional timm model named ``"timm:<name>"`` (e.g. ``"timm:resnet10t"``).
-    The first convolution takes ``in_chans`` channels; RGB weights are adapted by summing
-    the kernels (exact for a grey image replicated to RGB), as in timm's
-    ``adapt_input_conv``. Inputs are standardised inside the backbone with
+    ``"resnet50"``, ``"densenet121"``, ``"efficientnet_b0"``, ... see :meth:`available`),
+    any convolutional timm model named ``"timm:<name>"`` (e.g. ``"timm:resnet10t"``), or a
+    timm Vision Transformer (``"timm:vit_tiny_patch16_224"``, ``"timm:vit_small_patch16_224"``,
+    ``"timm:vit_base_patch16_224"``, ``"timm:vit_small_patch8_224"``, ``"timm:deit_*"``).
+    The first convolution (a ViT's patch embedding) takes ``in_chans`` channels; RGB
+    weights are adapted by summing the kernels (exact for a grey image replicated to RGB),
+    as in timm's ``adapt_input_conv``. Inputs are standardised inside the backbone with
     ``input_norm = (mean, std)`` (ImageNet grey statistics by default), so callers pass
     images in ``[0, 1]`` as the rest of the package produces them.
+
+    ViTs (:attr:`is_token_model`) take any image whose sides the patch size divides
+    (positional embeddings resampled to the grid as timm's ``dynamic_img_size`` does);
+    :meth:`forward_tokens` gives the token sequence ``(B, P + N, D)``,
+    :meth:`forward_features` the patch tokens laid out on the patch grid
+    ``(B, D, H / p, W / p)``, :meth:`forward` the CLS token (``pool="token"``, the
+    default) or the mean of the patch tokens (``pool="avg"``), and :attr:`target_layer`
+    is the last block's ``norm1`` (its output is tokens: CAM methods reshape them with
+    :meth:`tokens_to_map`).
 
     Args:
         name: Architecture name (see above).
@@ -64,10 +81,14 @@ class Backbone(nn.Module):
         seed: Seed of the random initialisation (``None``: torch's global RNG, as
             torchvision does). With a seed the weights do not depend on, and do not
             consume, the global RNG; the seed is recorded in the sidecar by :meth:`save`.
+        pool: Pooling of :meth:`forward` (:data:`POOLS`): ``None`` is ``"avg"`` for CNNs
+            and ``"token"`` (the CLS token, as timm's and DINO's ViTs) for ViTs with a
+            CLS token; ``"avg"`` averages a ViT's patch tokens (MAE's fine-tuning choice).
+            Recorded in the sidecar.
 
     Raises:
-        ValueError: Unknown name, bad ``in_chans``/``input_norm``, or weights that do not
-            match the architecture (the message lists missing/unexpected keys).
+        ValueError: Unknown name, bad ``in_chans``/``input_norm``/``pool``, or weights that
+            do not match the architecture (the message lists missing/unexpected keys).
         WeightsNotAvailableError: ``weights="imagenet"`` offline without a cached file.
 
     Example:
@@ -86,6 +107,7 @@ class Backbone(nn.Module):
         *,
         input_norm: tuple[float, float] | None = IMAGENET_GRAY_NORM,
         seed: int | None = None,
+        pool: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(name, str) or not name:
@@ -110,6 +132,7 @@ class Backbone(nn.Module):
         self._num_features = parts.num_features
         self.input_norm = input_norm
         self.body = parts.body
+        self.pool = self._check_pool(pool)
         # Stored by name: registering the module twice would duplicate state-dict keys.
         self._target_name = "body." + next(
             n for n, m in parts.body.named_modules() if m is parts.target_layer
@@ -117,6 +140,15 @@ class Backbone(nn.Module):
         self.weights_source: str | None = None
         if weights is not None:
             self.weights_source = self._load_weights(parts, weights)
+
+    def _check_pool(self, pool: str | None) -> str:
+        has_cls = isinstance(self.body, TimmTokens) and self.body.has_class_token
+        if pool is None:
+            return "token" if has_cls else "avg"
+        if pool not in POOLS or (pool == "token" and not has_cls):
+            allowed = POOLS if has_cls else ("avg",)
+            raise ValueError(f"pool={pool!r} is not available for {self._name!r}; use {allowed}")
+        return pool
 
     def _load_weights(self, parts: Parts, weights: WeightsArg) -> str:
         if isinstance(weights, Mapping):
@@ -165,10 +197,76 @@ class Backbone(nn.Module):
 
         At CPU-sized inputs (64 px) a ResNet's last map is 2x2, too coarse for Grad-CAM to
         tell the lungs from the rest; ``layer3`` gives 4x4. Backbones without a named
-        earlier stage (DenseNet, EfficientNet, timm) return :attr:`target_layer`.
+        earlier stage (DenseNet, EfficientNet, timm CNNs) and ViTs (every block works on
+        the same patch grid) return :attr:`target_layer`.
         """
         layer = getattr(self.body, "layer3", None)
         return layer if isinstance(layer, nn.Module) else self.target_layer
+
+    # ------------------------------------------------------------------ tokens (ViTs)
+    @property
+    def is_token_model(self) -> bool:
+        """Whether this is a Vision Transformer (token model)."""
+        return isinstance(self.body, TimmTokens)
+
+    def _tokens_body(self) -> TimmTokens:
+        if not isinstance(self.body, TimmTokens):
+            raise ValueError(f"{self._name!r} is a CNN, not a token model (ViT)")
+        return self.body
+
+    @property
+    def patch_size(self) -> int | None:
+        """A ViT's patch side ``p`` (``None`` for CNNs)."""
+        return self.body.patch_size if isinstance(self.body, TimmTokens) else None
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before a ViT's patch tokens (1: the CLS token; 0 for CNNs)."""
+        return self.body.num_prefix_tokens if isinstance(self.body, TimmTokens) else 0
+
+    def patch_grid(self, height: int, width: int) -> tuple[int, int]:
+        """A ViT's patch grid ``(H / p, W / p)`` for ``H x W`` inputs.
+
+        Raises:
+            ValueError: A CNN, or sides that the patch size does not divide.
+        """
+        return self._tokens_body().grid(height, width)
+
+    def forward_tokens(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """A ViT's final-normed token sequence.
+
+        Args:
+            x: Images ``(B, in_chans, H, W)`` in ``[0, 1]``, sides multiples of :attr:`patch_size`.
+            keep: Optional ``(B, K)`` indices of the patch tokens to encode (MAE's visible
+                patches); prefix tokens are always kept.
+
+        Returns:
+            ``(B, P + N, D)``: :attr:`num_prefix_tokens` prefix tokens (the CLS token first),
+            then the ``N = h * w`` patch tokens in row-major grid order (``(B, P + K, D)``
+            with ``keep``).
+
+        Raises:
+            ValueError: A CNN, a wrong input shape, or sides the patch size does not divide.
+        """
+        return self._tokens_body().tokens(self._standardise(x), keep)
+
+    def tokens_to_map(self, tokens: Tensor, image_size: tuple[int, int]) -> Tensor:
+        """Lay out a ViT's ``(B, P + N, D)`` tokens on the patch grid of an input size.
+
+        Drops the prefix tokens and reshapes, as pytorch-grad-cam's ``reshape_transform``
+        does: the result is ``(B, D, H / p, W / p)``. Works on activations and gradients.
+        """
+        return tokens_to_map(tokens, self.patch_grid(*image_size), self.num_prefix_tokens)
+
+    # ------------------------------------------------------------------ forward
+    def _standardise(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self._in_chans:
+            raise ValueError(
+                f"{self._name} expects (B, {self._in_chans}, H, W) input, got {tuple(x.shape)}"
+            )
+        if self.input_norm is not None:
+            x = (x - self.input_norm[0]) / self.input_norm[1]
+        return x
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Last feature map.
@@ -177,38 +275,40 @@ class Backbone(nn.Module):
             x: Images ``(B, in_chans, H, W)`` in ``[0, 1]`` (any memory format).
 
         Returns:
-            Feature map ``(B, num_features, h, w)``, e.g. ``h = H / 32`` for ResNets.
+            Feature map ``(B, num_features, h, w)``, e.g. ``h = H / 32`` for ResNets; for a
+            ViT the final-normed patch tokens on the patch grid, ``h = H / patch_size``.
         """
-        if x.ndim != 4 or x.shape[1] != self._in_chans:
-            raise ValueError(
-                f"{self._name} expects (B, {self._in_chans}, H, W) input, got {tuple(x.shape)}"
-            )
-        if self.input_norm is not None:
-            x = (x - self.input_norm[0]) / self.input_norm[1]
-        out: Tensor = self.body(x)
+        out: Tensor = self.body(self._standardise(x))
         if out.ndim != 4:
             raise ValueError(
                 f"{self._name} returned features of shape {tuple(out.shape)}, not a (B, C, h, w) "
-                "map; only convolutional models are supported"
+                "map; only convolutional models and ViTs are supported"
             )
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        """Globally average-pooled features.
+        """Pooled features.
 
         Args:
             x: Images ``(B, in_chans, H, W)`` in ``[0, 1]``.
 
         Returns:
-            ``(B, num_features)``, the spatial mean of :meth:`forward_features`.
+            ``(B, num_features)``: the spatial mean of :meth:`forward_features` (``pool="avg"``),
+            or a ViT's CLS token (``pool="token"``).
         """
+        if isinstance(self.body, TimmTokens):
+            tokens = self.forward_tokens(x)
+            if self.pool == "token":
+                return tokens[:, 0]
+            return tokens[:, self.body.num_prefix_tokens :].mean(dim=1)
         return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
 
     @staticmethod
     def available(timm: bool = False) -> list[str]:
         """Backbone names: the torchvision ones, plus every ``"timm:<name>"`` if ``timm``.
 
-        timm names include token (transformer) models, which are refused at construction.
+        timm names include token (transformer) models; ViTs (``vit_*``, ``deit_*``) are
+        supported, other token models are refused at construction.
         """
         names = list(TORCHVISION_NAMES)
         return names + timm_names() if timm else names
@@ -216,7 +316,7 @@ class Backbone(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"name={self._name!r}, in_chans={self._in_chans}, num_features={self._num_features}, "
-            f"weights={self.weights_source!r}"
+            f"pool={self.pool!r}, weights={self.weights_source!r}"
         )
 
     def save(self, path: str | os.PathLike[str], **meta: Any) -> Path:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cxr_curriculum.backbones import check_backbone
 from cxr_curriculum.config.builders import build_data, build_method, stage_options
 from cxr_curriculum.config.keys import ConfigError, Table
 from cxr_curriculum.study import (
@@ -186,6 +187,10 @@ def study_from_table(top: Table) -> Study:
     arch = top.get("arch", "str", "resnet18")
     batch_size = top.get("batch_size", "int", 32)
     image_size = top.get("image_size", "int", 64)
+    try:  # a wrong name, or a size a ViT cannot take, fails at --check, not in a worker
+        check_backbone(arch, image_size)
+    except ValueError as err:
+        raise ConfigError(f"{top.key('arch')}: {err}") from err
     threads = top.get("threads", "int")
     device = top.get("device", "str")
     workers = top.get("workers", "int", 0)

@@ -1,4 +1,5 @@
-"""Self-supervised losses as plain ``nn.Module``s with ``forward(z0, z1)``.
+"""Self-supervised losses as plain ``nn.Module``s with ``forward(z0, z1)`` (MAE's:
+``forward(pred, target)`` on patches).
 
 Sub-terms are pure functions. Every loss with ``gather_distributed=True`` gathers
 negatives or batch statistics across processes with gradients and is a no-op without an
@@ -7,6 +8,7 @@ initialised process group.
 
 from cxr_curriculum.losses.barlow_twins import BarlowTwinsLoss, cross_correlation, off_diagonal
 from cxr_curriculum.losses.dino import DINOLoss, dino_cross_entropy
+from cxr_curriculum.losses.mae import MAELoss, normalize_pixels, patchify
 from cxr_curriculum.losses.memory_queue import MemoryQueue
 from cxr_curriculum.losses.negative_cosine import (
     NegativeCosineSimilarity,
@@ -24,6 +26,7 @@ from cxr_curriculum.losses.vicreg import (
 __all__ = [
     "BarlowTwinsLoss",
     "DINOLoss",
+    "MAELoss",
     "MemoryQueue",
     "NTXentLoss",
     "NegativeCosineSimilarity",
@@ -35,7 +38,9 @@ __all__ = [
     "info_nce_with_negatives",
     "invariance_loss",
     "negative_cosine_similarity",
+    "normalize_pixels",
     "nt_xent",
     "off_diagonal",
+    "patchify",
     "variance_loss",
 ]

@@ -3,7 +3,8 @@ one file per method. Every method is constructible with no arguments (paper defa
 
 Pretext tasks: :class:`Rotation`, :class:`Jigsaw`, :class:`RelativePatchLocation`.
 Joint-embedding: :class:`SimCLR`, :class:`MoCoV2`, :class:`BYOL`, :class:`SimSiam`,
-:class:`BarlowTwins`, :class:`VICReg`, :class:`DINO`. See ``docs/methods.md``.
+:class:`BarlowTwins`, :class:`VICReg`, :class:`DINO` (multi-crop). Masked image
+modelling (ViT backbones only): :class:`MAE`. See ``docs/methods.md``.
 """
 
 from cxr_curriculum.methods.barlow_twins import BarlowTwins
@@ -25,6 +26,14 @@ from cxr_curriculum.methods.heads import (
     VICRegProjectionHead,
 )
 from cxr_curriculum.methods.jigsaw import Jigsaw
+from cxr_curriculum.methods.mae import MAE
+from cxr_curriculum.methods.mae_decoder import MAEDecoder, sincos_2d
+from cxr_curriculum.methods.masking import (
+    gather_tokens,
+    mask_from_noise,
+    random_patch_mask,
+    scatter_tokens,
+)
 from cxr_curriculum.methods.moco import MoCoV2
 from cxr_curriculum.methods.momentum import cosine_schedule, make_momentum_copy, update_momentum
 from cxr_curriculum.methods.relative_patch import RelativePatchLocation
@@ -49,12 +58,14 @@ METHODS: dict[str, type[SSLMethod]] = {
         BarlowTwins,
         VICReg,
         DINO,
+        MAE,
     )
 }
 
 __all__ = [
     "BYOL",
     "DINO",
+    "MAE",
     "METHODS",
     "BYOLPredictionHead",
     "BYOLProjectionHead",
@@ -64,6 +75,7 @@ __all__ = [
     "DINOProjectionHead",
     "Jigsaw",
     "JigsawHead",
+    "MAEDecoder",
     "MoCoV2",
     "MoCoV2ProjectionHead",
     "OptimizerHint",
@@ -81,6 +93,11 @@ __all__ = [
     "VICReg",
     "VICRegProjectionHead",
     "cosine_schedule",
+    "gather_tokens",
     "make_momentum_copy",
+    "mask_from_noise",
+    "random_patch_mask",
+    "scatter_tokens",
+    "sincos_2d",
     "update_momentum",
 ]

@@ -1,5 +1,5 @@
 """DINO (Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers",
-arXiv 2104.14294): self-distillation with no labels, here with a CNN backbone."""
+arXiv 2104.14294): self-distillation with no labels and multi-crop, on a CNN or a ViT."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cxr_curriculum.losses import DINOLoss
+from cxr_curriculum.methods._tokens import check_token_size, token_patch_size
 from cxr_curriculum.methods._views import BatchedViews
 from cxr_curriculum.methods.base import OptimizerHint, preserved_buffers
 from cxr_curriculum.methods.heads import DINOProjectionHead
@@ -27,7 +28,12 @@ class DINO(TeacherStudentMethod):
     ``(B, 1, S, S)`` seen by teacher and student, and ``n_local_crops`` small crops
     ``(B, 1, s, s)`` (``s = local_size_ratio * S``) seen by the student only. The loss
     compares every teacher view with every other student view; the centre is updated
-    (EMA) inside the loss after each call and all-reduced under DDP.
+    (EMA) inside the loss after each call and all-reduced under DDP. The student runs
+    once per resolution (global crops together, local crops together), as the official
+    multi-crop wrapper does. On a ViT both sizes must be multiples of the patch size:
+    ``image_size`` is checked and the local size is rounded to the nearest multiple (at
+    least one patch), e.g. 32 px local crops for 64 px global ones with patch 16; the ViT
+    takes both sizes through its resampled positional embeddings.
 
     Args:
         output_dim: ``K``, the head's output dimension (65536).
@@ -103,7 +109,7 @@ class DINO(TeacherStudentMethod):
         """Two global crops (blur p=1.0 and 0.1) and ``n_local_crops`` local crops (p=0.5)."""
         self._check_transform_args(image_size, strength)
         hp = self.hparams
-        local_size = max(8, round(image_size * hp["local_size_ratio"]))
+        local_size = self.local_size(image_size)
         specs = [
             (image_size, hp["global_scale"], 1.0),
             (image_size, hp["global_scale"], 0.1),
@@ -119,6 +125,19 @@ class DINO(TeacherStudentMethod):
         return MultiView(
             [XRayAugment(image_size=s, scale=sc, blur_p=p, strength=strength) for s, sc, p in specs]
         )
+
+    def local_size(self, image_size: int) -> int:
+        """Side of the local crops for ``image_size`` global crops (a patch multiple on a ViT).
+
+        Raises:
+            ValueError: On a ViT whose patch size does not divide ``image_size``.
+        """
+        patch = token_patch_size(self.backbone)
+        check_token_size("DINO", "image_size", image_size, patch)
+        size = image_size * self.hparams["local_size_ratio"]
+        if patch is None:
+            return max(8, round(size))
+        return max(patch, round(size / patch) * patch)
 
     def _views(self, batch: Any) -> list[Tensor]:
         n = 2 + self.hparams["n_local_crops"]

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cxr_curriculum.methods._tokens import check_token_size, token_patch_size
 from cxr_curriculum.methods._views import Chain, PassThrough, inputs_and_targets
 from cxr_curriculum.methods.base import OptimizerHint, SSLMethod, preserved_buffers
 from cxr_curriculum.methods.heads import JigsawHead
@@ -39,7 +40,10 @@ class Jigsaw(SSLMethod):
     Batch: ``[tiles (B, grid**2, 1, t, t), permutation index (B,)]`` from
     :class:`~cxr_curriculum.transforms.JigsawPretext`. Tiles are cut per sample on the CPU,
     so ``make_transform(batched=True)`` returns the same per-sample transform and
-    :attr:`batch_transform` passes the batch through.
+    :attr:`batch_transform` passes the batch through. On a ViT the tile side
+    (``int(0.85 * image_size // grid)``) must be a multiple of the patch size: e.g. 57 px
+    images give 16 px tiles for a patch-16 ViT; other sizes are refused with the sizes
+    that work.
 
     Args:
         grid: Tiles per side (3).
@@ -95,8 +99,13 @@ class Jigsaw(SSLMethod):
         self, image_size: int, strength: float = 1.0, batched: bool = False
     ) -> Callable[..., Any]:
         self._check_transform_args(image_size, strength)
+        pretext = self.pretext
+        check_token_size(
+            "Jigsaw", "tiles", image_size, token_patch_size(self.backbone),
+            size_for=lambda size: pretext.tile_size(size, size),
+        )  # fmt: skip
         self._set_batch_transform(PassThrough() if batched else None)
-        return Chain(XRayAugment(image_size=image_size, strength=strength), self.pretext)
+        return Chain(XRayAugment(image_size=image_size, strength=strength), pretext)
 
     def _tile_features(self, tiles: Tensor) -> Tensor:
         if tiles.dim() != 5 or tiles.shape[1] != self.hparams["grid"] ** 2:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cxr_curriculum.methods._tokens import check_token_size, token_patch_size
 from cxr_curriculum.methods._views import Chain, PassThrough, inputs_and_targets
 from cxr_curriculum.methods.base import OptimizerHint, SSLMethod, preserved_buffers
 from cxr_curriculum.methods.heads import ClassificationHead
@@ -31,7 +32,8 @@ class RelativePatchLocation(SSLMethod):
     :class:`~cxr_curriculum.transforms.RelativePatchPretext` (patch side about
     ``image_size / 4.2``, gap half a patch, jitter ``p / 14``: the paper's 96/48/7 px
     proportions). Patches are cut per sample, so with ``batched=True`` the per-sample transform is
-    the same and :attr:`batch_transform` passes the batch through.
+    the same and :attr:`batch_transform` passes the batch through. On a ViT the patch side
+    must be a multiple of the ViT's patch size (e.g. 68 px images give 16 px patches).
 
     Args:
         hidden_dim: Width of the fused hidden layer (4096, the paper's fc7).
@@ -77,8 +79,19 @@ class RelativePatchLocation(SSLMethod):
     ) -> Callable[..., Any]:
         self._check_transform_args(image_size, strength)
         self.pretext.layout(image_size, image_size)  # fail now, not inside a DataLoader
+        check_token_size(
+            "RelativePatchLocation", "patches", image_size, token_patch_size(self.backbone),
+            size_for=self._patch_side,
+        )  # fmt: skip
         self._set_batch_transform(PassThrough() if batched else None)
         return Chain(XRayAugment(image_size=image_size, strength=strength), self.pretext)
+
+    def _patch_side(self, image_size: int) -> int:
+        """The patch side for ``image_size`` images (0 if the layout does not fit)."""
+        try:
+            return self.pretext.layout(image_size, image_size)[0]
+        except ValueError:
+            return 0
 
     def _pair_features(self, patches: Tensor) -> Tensor:
         if patches.dim() != 5 or patches.shape[1] != 2:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cxr_curriculum.methods._tokens import check_token_size, token_patch_size
 from cxr_curriculum.methods._views import Chain, inputs_and_targets
 from cxr_curriculum.methods.base import OptimizerHint, SSLMethod
 from cxr_curriculum.methods.heads import ClassificationHead
@@ -93,6 +94,7 @@ class Rotation(SSLMethod):
         self, image_size: int, strength: float = 1.0, batched: bool = False
     ) -> Callable[[Tensor], Any]:
         self._check_transform_args(image_size, strength)
+        check_token_size("Rotation", "image_size", image_size, token_patch_size(self.backbone))
         all_rot = self.hparams["all_rotations"]
         if batched:
             augment = BatchedXRayAugment(image_size=image_size, strength=strength)

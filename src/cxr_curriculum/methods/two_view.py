@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cxr_curriculum.methods._tokens import check_token_size, token_patch_size
 from cxr_curriculum.methods._views import two_view_transform, two_views
 from cxr_curriculum.methods.base import SSLMethod, preserved_buffers
 
@@ -27,7 +28,8 @@ class TwoViewMethod(SSLMethod):
     hyper-parameter ``asymmetric_blur`` is true), :meth:`_project` (backbone then
     ``self.projection_head``) and a collapse-monitor embedding: the L2-normalised
     projection of the first view, whose per-dimension standard deviation is about
-    ``1/sqrt(D)`` without collapse and 0 at collapse.
+    ``1/sqrt(D)`` without collapse and 0 at collapse. On a ViT backbone the views must be
+    a multiple of its patch size (checked here once the method is set up).
     """
 
     projection_head: nn.Module
@@ -37,6 +39,9 @@ class TwoViewMethod(SSLMethod):
     ) -> Callable[..., Any]:
         """Two views per image; see :func:`~cxr_curriculum.methods._views.two_view_transform`."""
         self._check_transform_args(image_size, strength)
+        check_token_size(
+            type(self).__name__, "image_size", image_size, token_patch_size(self.backbone)
+        )
         kwargs = ASYMMETRIC_BLUR if self.hparams.get("asymmetric_blur", False) else ({}, {})
         transform, batch_tf = two_view_transform(image_size, strength, batched, kwargs)
         self._set_batch_transform(batch_tf)
