@@ -73,6 +73,8 @@ def covid(data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.realdata
+# pytorch-grad-cam's ROAD calls np.argwhere on a tensor (numpy 2 deprecation, theirs)
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")
 def test_road_equals_pytorch_grad_cams_on_real_films(covid: tuple) -> None:
     pytest.importorskip("pytorch_grad_cam", reason="needs the 'saliency' extra")
     from pytorch_grad_cam.metrics.perturbation_confidence import (
