@@ -120,6 +120,7 @@ def test_road_equals_pytorch_grad_cams_on_real_films(covid: tuple) -> None:
 
 
 @pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # theirs, as above
 def test_noisy_linear_imputation_equals_the_reference_on_a_real_film(covid: tuple) -> None:
     pytest.importorskip("pytorch_grad_cam", reason="needs the 'saliency' extra")
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
