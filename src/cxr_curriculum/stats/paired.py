@@ -2,7 +2,8 @@
 
 One class, :class:`PairedComparison`, is returned by every paired test of the package
 (AUROC of two classifiers, lung-attention scores of two saliency maps, per-finding
-AUROC, stage orders). Each resample draws items (or whole patients) once and
+AUROC, study arms and stage orders over seeds; the last two through
+:func:`cxr_curriculum.stats.seed_comparison`, whose p-value inverts its interval). Each resample draws items (or whole patients) once and
 evaluates the statistic for both sides on it, so the interval of the difference
 reflects the correlation between the two (the paired bootstrap; Efron & Tibshirani,
 "An Introduction to the Bootstrap", 1993).
@@ -66,8 +67,10 @@ class PairedComparison:
         difference: ``estimate_a - estimate_b``.
         low: Lower bound of the paired-bootstrap percentile interval of the difference.
         high: Upper bound.
-        p_value: Two-sided bootstrap p-value of ``difference == 0``
-            (:func:`bootstrap_p_value`).
+        p_value: Two-sided p-value of ``difference == 0``, the test that inverts
+            ``[low, high]``: :func:`bootstrap_p_value` for a bootstrap percentile
+            interval, the generalized p-value of :func:`cxr_curriculum.stats.seed_comparison` when
+            ``n_seeds`` is set.
         confidence: Nominal coverage of ``[low, high]``, e.g. 0.95.
         n: Items compared.
         n_clusters: Clusters (patients) among them.
@@ -77,9 +80,14 @@ class PairedComparison:
         n_seeds: What the interval covers. ``None``: the test items only (two trained
             models; a paired patient bootstrap). ``S``: ``estimate_a``/``estimate_b``
             are means over ``S`` training seeds, paired by seed, and the interval and
-            p-value come from the two-level (seed x patient) bootstrap of
-            :func:`cxr_curriculum.study.compare_arms`, which also covers the training
-            randomness; ``n``/``n_clusters`` then count test images/patients.
+            p-value are the seed-level interval and generalized p-value of
+            :func:`cxr_curriculum.stats.seed_comparison` (used by
+            :func:`cxr_curriculum.study.compare_arms`), which also cover the training
+            randomness; ``n``/``n_clusters`` then count test images/patients and
+            ``n_resamples``/``n_valid`` the patient resamples of its test-set component.
+        seed_variance: The seed component of the difference's variance, ``s**2 / S``
+            (seed-level comparisons only).
+        test_variance: The shared test-set component (seed-level comparisons only).
     """
 
     metric: str
@@ -96,6 +104,8 @@ class PairedComparison:
     n_valid: int = 0
     delong: DeLongResult | None = None
     n_seeds: int | None = None
+    seed_variance: float | None = None
+    test_variance: float | None = None
 
     @classmethod
     def from_replicates(
