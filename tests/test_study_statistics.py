@@ -189,15 +189,16 @@ def _coverage(regime: str, n_seeds: int, n_studies: int = 1000) -> tuple[float, 
     g = torch.Generator().manual_seed(2026 + n_seeds)
     images = torch.randint(1, 4, (n_patients,), generator=g)
     codes = torch.repeat_interleave(torch.arange(n_patients), images)
+    shape, f64 = (250, n_seeds, codes.numel()), torch.float64
+
+    def arm() -> torch.Tensor:
+        patient = sd_arm * torch.randn(250, 1, n_patients, generator=g, dtype=f64)
+        seed = sd_seed * torch.randn(250, n_seeds, 1, generator=g, dtype=f64)
+        noise = sd_noise * torch.randn(shape, generator=g, dtype=f64)
+        return patient[..., codes] + seed + noise
+
     new = old = 0.0
     for _ in range(n_studies // 250):
-        shape, f64 = (250, n_seeds, codes.numel()), torch.float64
-
-        def arm() -> torch.Tensor:
-            patient = sd_arm * torch.randn(250, 1, n_patients, generator=g, dtype=f64)
-            seed = sd_seed * torch.randn(250, n_seeds, 1, generator=g, dtype=f64)
-            return patient[..., codes] + seed + sd_noise * torch.randn(shape, generator=g, dtype=f64)
-
         d = arm() - arm()  # (studies, seeds, images)
         w = torch.stack([patient_weights(codes, 100, g) for _ in range(250)])  # (studies, R, N)
         reps = torch.einsum("bsn,brn->brs", d, w) / w.sum(2, keepdim=True)
@@ -206,7 +207,7 @@ def _coverage(regime: str, n_seeds: int, n_studies: int = 1000) -> tuple[float, 
             iv = seed_interval(full[k], reps[k])
             new += iv.low <= 0.0 <= iv.high
         low, high = _old_interval(full, reps, g)
-        old += float(((low <= 0) & (0 <= high)).sum())
+        old += float(((low <= 0) & (high >= 0)).sum())
     return new / n_studies, old / n_studies
 
 

@@ -81,6 +81,7 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     running = 1.0
     for rank in range(m - 1, -1, -1):
         i = order[rank]
-        running = min(running, m * values[i] / (rank + 1))
+        # factor first: m / (rank + 1) >= 1 and <= m - rank, so rounding keeps p <= BH <= Holm
+        running = min(running, (m / (rank + 1)) * values[i])
         out[i] = running
     return out

@@ -2,21 +2,23 @@
 
 One class, :class:`PairedComparison`, is returned by every paired test of the package
 (AUROC of two classifiers, lung-attention scores of two saliency maps, per-finding
-AUROC, study arms and stage orders over seeds; the last two through
-:func:`cxr_curriculum.stats.seed_comparison`, whose p-value inverts its interval). Each resample draws items (or whole patients) once and
-evaluates the statistic for both sides on it, so the interval of the difference
-reflects the correlation between the two (the paired bootstrap; Efron & Tibshirani,
-"An Introduction to the Bootstrap", 1993).
+AUROC, study arms and stage orders over seeds). Each resample draws items (or whole
+patients) once and evaluates the statistic for both sides on it, so the interval of the
+difference reflects the correlation between the two (the paired bootstrap; Efron &
+Tibshirani, "An Introduction to the Bootstrap", 1993).
 
-The p-value (one definition everywhere, :func:`bootstrap_p_value`): with ``B`` valid
-replicates ``d*_1..d*_B`` of the difference,
+The p-value is always the test that inverts the comparison's interval. For a bootstrap
+percentile interval (one trained model per side, ``n_seeds`` None) it is
+:func:`bootstrap_p_value`: with ``B`` valid replicates ``d*_1..d*_B`` of the difference,
 ``p = min(1, 2 * (1 + min(#{d*_b <= 0}, #{d*_b >= 0})) / (B + 1))``: twice the
 smaller tail mass of the replicates at 0, the two-sided test that inverts the
 percentile interval (without the add-one terms it is the smallest ``alpha`` for which
 the equal-tailed ``1 - alpha`` interval excludes 0, up to quantile interpolation;
 Efron & Tibshirani 1993, Ch. 16), with the Monte Carlo add-one correction (Davison &
 Hinkley, "Bootstrap Methods and their Application", 1997, Ch. 4) so that it is never
-0: its smallest value is ``2 / (B + 1)``.
+0: its smallest value is ``2 / (B + 1)``. For a comparison over training seeds
+(``n_seeds`` set; :func:`cxr_curriculum.stats.seed_comparison`) it is the generalized
+p-value of :func:`cxr_curriculum.stats.seed_p_value`, which has no floor.
 """
 
 from __future__ import annotations

@@ -120,16 +120,16 @@ class SeedDifference:
     delong: DeLongResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A flat JSON-ready dict; DeLong's variance, z and p-value are prefixed ``delong_``."""
+        """A flat JSON-ready dict; DeLong's variance, z and p-value are prefixed ``delong_``
+        (``None`` for a metric without DeLong's test, e.g. a macro AUROC)."""
         out: dict[str, Any] = {
             "seed": self.seed,
             "estimate_a": self.estimate_a,
             "estimate_b": self.estimate_b,
             "difference": self.difference,
         }
-        if self.delong is not None:
-            d = self.delong.to_dict()
-            out.update({f"delong_{k}": d[k] for k in ("variance", "z", "p_value")})
+        d = self.delong.to_dict() if self.delong is not None else {}
+        out.update({f"delong_{k}": d.get(k) for k in ("variance", "z", "p_value")})
         return out
 
 
