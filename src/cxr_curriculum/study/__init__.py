@@ -11,6 +11,8 @@ Public names::
     ArmComparison, SeedDifference             # (intervals: stats.ConfidenceInterval,
                                               #  differences: stats.PairedComparison)
     rank_correlation, spearman, RankCorrelation   # AUROC vs lung attention
+    rank_orders, OrderRanking, OrderResult    # stage-order search: a small study with
+                                              # a scratch baseline
 
 See ``docs/study.md``.
 """
@@ -19,6 +21,7 @@ from cxr_curriculum.study.arms import Arm, ArmStage, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
 from cxr_curriculum.study.correlation import RankCorrelation, rank_correlation, spearman
 from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
+from cxr_curriculum.study.ordering import OrderRanking, OrderResult, rank_orders
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols
 from cxr_curriculum.study.statistics import (
@@ -39,6 +42,8 @@ __all__ = [
     "CellStore",
     "KermanyTask",
     "NIHFindingsTask",
+    "OrderRanking",
+    "OrderResult",
     "Protocols",
     "RankCorrelation",
     "SeedDifference",
@@ -48,6 +53,7 @@ __all__ = [
     "check_budgets",
     "compare_arms",
     "rank_correlation",
+    "rank_orders",
     "spearman",
     "two_level_interval",
     "weighted_macro_auroc",

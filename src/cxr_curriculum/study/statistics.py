@@ -176,6 +176,7 @@ def compare_arms(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    bounds: tuple[float, float] = (-1.0, 1.0),
 ) -> ArmComparison:
     """Compare two arms' metric over seeds, paired by seed and by test patient.
 
@@ -194,6 +195,8 @@ def compare_arms(
         n_resamples: Patient resamples of the test-set variance component.
         confidence: Coverage.
         seed: Seed of the resampling generator.
+        bounds: Range of the difference; the interval is clipped to it (``(-1, 1)``
+            for an AUROC or any metric in ``[0, 1]``).
 
     Returns:
         An :class:`ArmComparison`; its ``difference`` has NaN ``low``/``high``/``p_value``
@@ -236,7 +239,7 @@ def compare_arms(
         torch.tensor([r.estimate_b for r in rows], dtype=torch.float64),
         reps.values,
         confidence=confidence,
-        bounds=(-1.0, 1.0),
+        bounds=bounds,
         n=reps.n,
         n_clusters=reps.n_clusters,
     )
