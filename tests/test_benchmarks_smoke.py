@@ -111,3 +111,19 @@ def test_attention_report_renders_the_recorded_experiment(monkeypatch: pytest.Mo
         assert "| gradcam_layer4 | all_test_predicted_masks (n=" in text
         assert f"{lift['lift']['mean']:.3f} [{lift['lift']['low']:.3f}" in text
     assert text.count("Sanity check, ") == 4
+
+
+@pytest.mark.slow
+def test_study_coverage_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_bench("_common", monkeypatch), "REPO", tmp_path)
+    bench = _bench("study_coverage", monkeypatch)
+    rows = bench.main(["--smoke", "--kinds", "null", "arm"])
+    assert len(rows) == 2 * 3 * 2  # kinds x regimes x seeds (3, 5)
+    for row in rows:
+        assert 0.0 <= row["coverage_new"] <= 1.0 and 0.0 <= row["coverage_old"] <= 1.0
+        assert row["studies"] == 10 and row["width_new"] > 0
+    assert {r["truth"] for r in rows if r["kind"] == "null"} == {0.0}
+    record = json.loads((tmp_path / "benchmarks/results/study_coverage_smoke.json").read_text())
+    assert record["config"]["smoke"] and len(record["results"]) == len(rows)
+    page = (tmp_path / "docs/benchmarks/study_coverage_smoke.md").read_text()
+    assert "| comparison | regime | seeds | new | old |" in page
