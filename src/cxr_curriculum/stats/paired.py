@@ -126,9 +126,10 @@ class PairedComparison:
     ) -> PairedComparison:
         """Build the comparison from ``(B,)`` replicates of the difference (NaN = undefined).
 
-        This is how every paired test of the package ends, and the building block for
-        other resampling designs (e.g. a two-level seed x patient bootstrap): draw the
-        replicates, then call this.
+        This is how every paired bootstrap test of the package ends, and the building
+        block for other resampling designs: draw the replicates, then call this (the
+        percentile interval and :func:`bootstrap_p_value`; for means over training seeds
+        use :func:`cxr_curriculum.stats.seed_comparison` instead).
 
         Raises:
             ValueError: If fewer than ``max(1, min_valid * B)`` replicates are valid.

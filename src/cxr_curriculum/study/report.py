@@ -66,7 +66,7 @@ def markdown_report(data: dict[str, Any]) -> str:
                 "",
             ]
     lines += [
-        "## Metric per arm (mean over seeds, 95 % two-level CI over seeds and test patients)",
+        "## Metric per arm (mean over seeds, 95 % CI over seeds and test patients)",
         "",
     ]
     lines += _table(
