@@ -200,3 +200,30 @@ def test_rank_orders_knn_proxy_on_real_xrays(data_root: Path) -> None:
     ranked = rank_orders(stages, TinyBackbone, train=train, val=val, k=3, image_size=32, seeds=(0,))
     assert len(ranked) == 2 and all(0.0 <= r.score <= 1.0 for r in ranked)
     assert all(math.isfinite(r.seconds) for r in ranked)
+
+
+@pytest.mark.realdata
+def test_rank_orders_on_the_covid_collection_with_patient_ids(data_root: Path) -> None:
+    """How the covid study picks its order: seeds, a short budget, a labelled validation
+    split with patient ids; the answer says whether any order beats scratch."""
+    from cxr_curriculum.data import COVID_VS_OTHER, CovidChestXray, patient_split
+
+    films = CovidChestXray(data_root / "covid-chestxray", label_map=COVID_VS_OTHER)
+    train, val = patient_split(films, (0.8, 0.2), seed=0)
+    train = Subset(train, list(range(0, len(train), 8)))  # about 40 films, both classes
+    val = Subset(val, list(range(0, len(val), 3)))
+    stages = [
+        Stage(TinyRotation(), train, steps=1, batch_size=4, image_size=32, name="rotation"),
+        Stage(TinyRotation(24), train, steps=1, batch_size=4, image_size=32, name="rotation24"),
+    ]
+    ranked = rank_orders(
+        stages, TinyBackbone, train=train, val=val, k=5, seeds=(0, 1, 2), steps_per_stage=1,
+        n_resamples=200,
+    )  # fmt: skip
+    patients = {films.patient_ids[val.dataset.indices[i]] for i in val.indices}
+    assert ranked.scratch is not None and len(ranked.versus_scratch) == 2
+    for cmp in ranked.versus_scratch.values():
+        assert cmp.n_seeds == 3 and cmp.n == len(val) and cmp.n_clusters == len(patients)
+        assert cmp.low <= cmp.difference <= cmp.high
+    assert isinstance(ranked.beats_scratch, tuple)
+    assert "beats scratch (Holm-adjusted p < 0.05): " in ranked.summary()
