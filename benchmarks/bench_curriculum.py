@@ -4,9 +4,10 @@ A thin command line over :class:`cxr_curriculum.study.Study` (see ``docs/study.m
 pretraining uses every image under ``CXR_DATA_ROOT`` except the Kermany test split;
 every pretraining arm gets the same budget of optimiser steps and images; each backbone
 is evaluated on Kermany (test split untouched) with kNN, linear-probe and fine-tuning
-at 1 %, 10 % and 100 % of the training labels, with statistics across seeds (two-level
-bootstrap over seeds and test patients, per-seed DeLong) and the lung attention of the
-fine-tuned models. Cells are saved as they finish, so a rerun resumes.
+at 1 %, 10 % and 100 % of the training labels, with statistics across seeds (intervals
+over seeds and test patients, Holm / Benjamini-Hochberg adjusted p-values, per-seed
+DeLong) and the lung attention of the fine-tuned models. Cells are saved as they
+finish, so a rerun resumes.
 
 Usage::
 

@@ -167,3 +167,19 @@ def test_gpu_suite_smoke_on_the_cpu(data_root: Path, tmp_path: Path) -> None:
     assert study["design"]["cells_done"] == 3
     assert {c["protocol"] for c in study["cells"]} == {"knn", "linear_probe", "fine_tune"}
     assert (out / "raw.tar.gz").is_file() and (out / "gpu_suite.log").is_file()
+
+
+@pytest.mark.slow
+def test_study_coverage_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_bench("_common", monkeypatch), "REPO", tmp_path)
+    bench = _bench("study_coverage", monkeypatch)
+    rows = bench.main(["--smoke", "--kinds", "null", "arm"])
+    assert len(rows) == 2 * 3 * 2  # kinds x regimes x seeds (3, 5)
+    for row in rows:
+        assert 0.0 <= row["coverage_new"] <= 1.0 and 0.0 <= row["coverage_old"] <= 1.0
+        assert row["studies"] == 10 and row["width_new"] > 0
+    assert {r["truth"] for r in rows if r["kind"] == "null"} == {0.0}
+    record = json.loads((tmp_path / "benchmarks/results/study_coverage_smoke.json").read_text())
+    assert record["config"]["smoke"] and len(record["results"]) == len(rows)
+    page = (tmp_path / "docs/benchmarks/study_coverage_smoke.md").read_text()
+    assert "| comparison | regime | seeds | new | old |" in page

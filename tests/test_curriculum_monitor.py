@@ -1,5 +1,5 @@
 """The kNN monitor: downstream scores in the metrics log, on real (bundled) X-rays,
-without changing what the stage trains."""
+without changing what the stage trains; its evaluator is passed in (knn_evaluate)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_knn_monitor_logs_scores_and_changes_nothing(
     kermany: tuple[KermanyPneumonia, KermanyPneumonia], tmp_path: Path
 ) -> None:
     train, val = kermany
-    monitor = KNNMonitor(train, val, every=2, k=5)
+    monitor = KNNMonitor(train, val, knn_evaluate, every=2, k=5)
     plain = Stage(TinyRotation(), train, steps=4, batch_size=8, image_size=32, name="rot")
     watched = plain.replace(method=TinyRotation(), monitor=monitor)
     assert watched.config() == plain.config()  # not part of the stage's settings
@@ -68,10 +68,12 @@ def test_knn_monitor_logs_scores_and_changes_nothing(
 def test_knn_monitor_validates_eagerly(kermany: tuple[KermanyPneumonia, KermanyPneumonia]) -> None:
     train, val = kermany
     with pytest.raises(ValueError, match="every"):
-        KNNMonitor(train, val, every=0)
+        KNNMonitor(train, val, knn_evaluate, every=0)
     with pytest.raises(ValueError, match="metrics"):
-        KNNMonitor(train, val, metrics=("top5",))
+        KNNMonitor(train, val, knn_evaluate, metrics=("top5",))
     with pytest.raises(ValueError, match="val"):
-        KNNMonitor(train, torch.utils.data.Subset(val, []))
+        KNNMonitor(train, torch.utils.data.Subset(val, []), knn_evaluate)
+    with pytest.raises(ValueError, match="evaluator must be a callable"):
+        KNNMonitor(train, val, "knn")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="monitor"):
         Stage(TinyRotation(), train, steps=1, monitor=lambda bb: 0.0)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 """Curriculum building blocks: Stage validation, optimisers and schedule, sampling,
-checkpoint files, the collapse monitor and the stage-ordering helper."""
+checkpoint files and the collapse monitor."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from cxr_curriculum.curriculum import (
     data_fingerprint,
     embedding_std,
     load_checkpoint,
-    rank_orders,
 )
 from cxr_curriculum.curriculum.checkpoint import atomic_save, capture_rng, restore_rng
 from cxr_curriculum.curriculum.sampling import ResumableDistributedSampler, StageDataset, mix_seed
@@ -220,50 +219,3 @@ def test_sync_batchnorm_conversion_is_undone_with_state_kept() -> None:
 
 def _weights(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in module.state_dict().items()}
-
-
-# ----------------------------------------------------------------------------- ordering
-def test_rank_orders_ranks_by_proxy_and_is_reproducible() -> None:
-    data = NoiseImages(16)
-    stages = [
-        Stage(TinyRotation(), data, epochs=1, batch_size=8, image_size=32, name="a"),
-        Stage(TinyRotation(24), data, epochs=1, batch_size=8, image_size=32, name="b"),
-    ]
-    probe = torch.stack([data[i][0] for i in range(8)])
-    probe = nn.functional.interpolate(probe, size=32)
-
-    def score(bb: nn.Module) -> float:  # a deterministic function of the trained weights
-        with torch.no_grad():
-            return float(bb(probe).std())
-
-    def fresh() -> nn.Module:
-        torch.manual_seed(0)
-        return TinyBackbone()
-
-    ranked = rank_orders(stages, fresh, proxy=score, steps_per_stage=3, seeds=(4,))
-    assert sorted(r.order for r in ranked) == [(0, 1), (1, 0)]
-    assert ranked[0].score >= ranked[1].score
-    assert {r.names for r in ranked} == {("a", "b"), ("b", "a")}
-    bb = fresh()  # the score of the order (1, 0) run by hand
-    Curriculum([stages[1].replace(steps=3), stages[0].replace(steps=3)], seed=4).fit(bb)
-    by_order = {r.order: r.score for r in ranked}
-    assert by_order[(1, 0)] == pytest.approx(score(bb), rel=1e-6)
-    with pytest.raises(ValueError, match="distinct stage indices"):
-        rank_orders(stages, fresh, proxy=score, orders=[(0, 0)])
-
-
-@pytest.mark.realdata
-def test_rank_orders_knn_proxy_on_real_xrays(data_root: Path) -> None:
-    from cxr_curriculum.data import KermanyPneumonia
-
-    test = KermanyPneumonia(data_root / "kermany-pneumonia", split="test")
-    labels = torch.tensor(test.labels)
-    pick = [int(i) for c in (0, 1) for i in torch.nonzero(labels == c).flatten()[:8]]
-    train, val = Subset(test, pick[0::2]), Subset(test, pick[1::2])
-    stages = [
-        Stage(TinyRotation(), train, steps=2, batch_size=4, image_size=32, name="a"),
-        Stage(TinyRotation(24), train, steps=2, batch_size=4, image_size=32, name="b"),
-    ]
-    ranked = rank_orders(stages, TinyBackbone, train=train, val=val, k=3, image_size=32, seeds=(0,))
-    assert len(ranked) == 2 and all(0.0 <= r.score <= 1.0 for r in ranked)
-    assert all(math.isfinite(r.seconds) for r in ranked)

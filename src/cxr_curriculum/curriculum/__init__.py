@@ -1,14 +1,17 @@
-"""Curricular SSL pretraining: stages, the curriculum engine, checkpoints, ordering.
+"""Curricular SSL pretraining: stages, the curriculum engine, checkpoints, monitors.
 
 Public names::
 
     Stage, Curriculum, StageResult            # compose and run curricula
-    KNNMonitor, StageMonitor                  # downstream scores logged during a stage
-    rank_orders, OrderRanking, OrderResult    # compare candidate stage orders on a proxy
+    KNNMonitor, StageMonitor, KNNEvaluator    # downstream scores logged during a stage
     LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
     CurriculumError, NonFiniteLossError, CollapseError   # why a stage stopped
     ArtefactIntegrityError, ArtefactWriteError           # a damaged file, a failed write
     load_checkpoint, data_fingerprint, embedding_std, METRIC_FIELDS
+
+Choosing a stage order is a small study: ``cxr_curriculum.study.rank_orders``. This
+package imports nothing from ``cxr_curriculum.evaluation`` (a monitor takes its
+evaluator as an argument).
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ from cxr_curriculum.curriculum.metrics_log import (
     NonFiniteLossError,
     embedding_std,
 )
-from cxr_curriculum.curriculum.monitor import KNNMonitor, StageMonitor
+from cxr_curriculum.curriculum.monitor import KNNEvaluator, KNNMonitor, StageMonitor
 from cxr_curriculum.curriculum.optim import LARS, WarmupCosine, build_optimizer
-from cxr_curriculum.curriculum.ordering import OrderRanking, OrderResult, rank_orders
 from cxr_curriculum.curriculum.sampling import data_fingerprint
 from cxr_curriculum.curriculum.stage import Stage
 
@@ -37,10 +39,9 @@ __all__ = [
     "CollapseError",
     "Curriculum",
     "CurriculumError",
+    "KNNEvaluator",
     "KNNMonitor",
     "NonFiniteLossError",
-    "OrderRanking",
-    "OrderResult",
     "Stage",
     "StageMonitor",
     "StageResult",
@@ -49,5 +50,4 @@ __all__ = [
     "data_fingerprint",
     "embedding_std",
     "load_checkpoint",
-    "rank_orders",
 ]

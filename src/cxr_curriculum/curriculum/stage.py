@@ -99,7 +99,8 @@ class Stage:
         name: short name used for folders and logs; defaults to the method's class
             name in lower case.
         monitor: scores logged while the stage trains, e.g.
-            ``KNNMonitor(train, val, every=50)`` (see :mod:`~.monitor`); it does not change
+            ``KNNMonitor(train, val, knn_evaluate, every=50)`` (see :mod:`~.monitor`;
+            ``knn_evaluate`` from :mod:`cxr_curriculum.evaluation`); it does not change
             the trained weights and is not part of the stage's settings.
     """
 

@@ -1,8 +1,8 @@
-"""Statistics shared by evaluation, attention and the curriculum's order ranking.
+"""Statistics shared by evaluation, attention, studies and stage-order ranking.
 
 One clustered bootstrap, one interval class and one paired-comparison class for the
-whole package (it depends on torch only; ``evaluation`` and ``attention`` both import
-it, neither keeps its own copy):
+whole package (it depends on torch only; ``evaluation``, ``attention`` and ``study``
+all import it, none keeps its own copy):
 
 - resampling: :func:`cluster_codes`, :func:`resample_clusters`,
   :func:`expand_clusters`, :func:`bootstrap_indices` (whole patients when cluster ids
@@ -12,9 +12,16 @@ it, neither keeps its own copy):
 - paired tests: :func:`paired_bootstrap` -> :class:`PairedComparison`, with the one
   p-value definition :func:`bootstrap_p_value`;
 - means of per-item values, vectorised: :func:`mean_ci`, :func:`compare_means`;
-- DeLong's test for correlated AUROCs: :func:`delong_test`.
+- DeLong's test for correlated AUROCs: :func:`delong_test`;
+- means over training seeds on a shared test set: :func:`seed_interval`,
+  :func:`seed_comparison` (Weerahandi's generalized interval on the seed and test-set
+  variance components of :func:`seed_components`; Student's t with ``S - 1`` degrees
+  of freedom when seeds dominate), whose p-value :func:`seed_p_value` inverts it and
+  has no floor;
+- multiplicity: :func:`holm` and :func:`benjamini_hochberg` adjusted p-values.
 
-See ``docs/evaluation.md`` ("Statistics") for what the intervals cover.
+See ``docs/evaluation.md`` ("Statistics") and ``docs/study.md`` ("Statistics across
+runs") for what the intervals cover.
 """
 
 from cxr_curriculum.stats.bootstrap import (
@@ -26,6 +33,7 @@ from cxr_curriculum.stats.bootstrap import (
 from cxr_curriculum.stats.delong import DeLongResult, delong_components, delong_test, midranks
 from cxr_curriculum.stats.intervals import ConfidenceInterval, percentile_interval
 from cxr_curriculum.stats.means import compare_means, mean_ci
+from cxr_curriculum.stats.multiplicity import benjamini_hochberg, holm
 from cxr_curriculum.stats.paired import PairedComparison, bootstrap_p_value, paired_bootstrap
 from cxr_curriculum.stats.resample import (
     Groups,
@@ -34,6 +42,13 @@ from cxr_curriculum.stats.resample import (
     expand_clusters,
     resample_clusters,
 )
+from cxr_curriculum.stats.seeds import (
+    SeedComponents,
+    seed_comparison,
+    seed_components,
+    seed_interval,
+    seed_p_value,
+)
 
 __all__ = [
     "ConfidenceInterval",
@@ -41,7 +56,9 @@ __all__ = [
     "Groups",
     "PairedComparison",
     "Replicates",
+    "SeedComponents",
     "Statistic",
+    "benjamini_hochberg",
     "bootstrap_ci",
     "bootstrap_indices",
     "bootstrap_p_value",
@@ -51,9 +68,14 @@ __all__ = [
     "delong_components",
     "delong_test",
     "expand_clusters",
+    "holm",
     "mean_ci",
     "midranks",
     "paired_bootstrap",
     "percentile_interval",
     "resample_clusters",
+    "seed_comparison",
+    "seed_components",
+    "seed_interval",
+    "seed_p_value",
 ]

@@ -84,10 +84,15 @@ class ConfidenceInterval:
             present); the interval uses these.
         n_nan: Items left out because their value was NaN (e.g. an empty saliency map).
         n_seeds: What the interval covers. ``None``: the test items only (one trained
-            model; a patient bootstrap). ``S``: the estimate is a mean over ``S``
-            training seeds and the interval is the two-level (seed x patient) bootstrap
-            of :func:`cxr_curriculum.study.two_level_interval`, which also covers the
-            training randomness; ``n``/``n_clusters`` then count test images/patients.
+            model; a patient bootstrap percentile interval). ``S``: the estimate is a
+            mean over ``S`` training seeds and the interval is the seed-level
+            interval of :func:`cxr_curriculum.stats.seed_interval` (used by
+            :func:`cxr_curriculum.study.two_level_interval`), which also covers the
+            training randomness; ``n``/``n_clusters`` then count test images/patients and
+            ``n_resamples``/``n_valid`` the patient resamples of its test-set component.
+        seed_variance: The seed component of the estimate's variance, ``s**2 / S``
+            (seed-level intervals only).
+        test_variance: The shared test-set component (seed-level intervals only).
     """
 
     estimate: float
@@ -100,6 +105,8 @@ class ConfidenceInterval:
     n_valid: int = 0
     n_nan: int = 0
     n_seeds: int | None = None
+    seed_variance: float | None = None
+    test_variance: float | None = None
 
     @classmethod
     def from_replicates(

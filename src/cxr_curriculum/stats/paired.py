@@ -2,20 +2,23 @@
 
 One class, :class:`PairedComparison`, is returned by every paired test of the package
 (AUROC of two classifiers, lung-attention scores of two saliency maps, per-finding
-AUROC, stage orders). Each resample draws items (or whole patients) once and
-evaluates the statistic for both sides on it, so the interval of the difference
-reflects the correlation between the two (the paired bootstrap; Efron & Tibshirani,
-"An Introduction to the Bootstrap", 1993).
+AUROC, study arms and stage orders over seeds). Each resample draws items (or whole
+patients) once and evaluates the statistic for both sides on it, so the interval of the
+difference reflects the correlation between the two (the paired bootstrap; Efron &
+Tibshirani, "An Introduction to the Bootstrap", 1993).
 
-The p-value (one definition everywhere, :func:`bootstrap_p_value`): with ``B`` valid
-replicates ``d*_1..d*_B`` of the difference,
+The p-value is always the test that inverts the comparison's interval. For a bootstrap
+percentile interval (one trained model per side, ``n_seeds`` None) it is
+:func:`bootstrap_p_value`: with ``B`` valid replicates ``d*_1..d*_B`` of the difference,
 ``p = min(1, 2 * (1 + min(#{d*_b <= 0}, #{d*_b >= 0})) / (B + 1))``: twice the
 smaller tail mass of the replicates at 0, the two-sided test that inverts the
 percentile interval (without the add-one terms it is the smallest ``alpha`` for which
 the equal-tailed ``1 - alpha`` interval excludes 0, up to quantile interpolation;
 Efron & Tibshirani 1993, Ch. 16), with the Monte Carlo add-one correction (Davison &
 Hinkley, "Bootstrap Methods and their Application", 1997, Ch. 4) so that it is never
-0: its smallest value is ``2 / (B + 1)``.
+0: its smallest value is ``2 / (B + 1)``. For a comparison over training seeds
+(``n_seeds`` set; :func:`cxr_curriculum.stats.seed_comparison`) it is the generalized
+p-value of :func:`cxr_curriculum.stats.seed_p_value`, which has no floor.
 """
 
 from __future__ import annotations
@@ -66,8 +69,10 @@ class PairedComparison:
         difference: ``estimate_a - estimate_b``.
         low: Lower bound of the paired-bootstrap percentile interval of the difference.
         high: Upper bound.
-        p_value: Two-sided bootstrap p-value of ``difference == 0``
-            (:func:`bootstrap_p_value`).
+        p_value: Two-sided p-value of ``difference == 0``, the test that inverts
+            ``[low, high]``: :func:`bootstrap_p_value` for a bootstrap percentile
+            interval, the generalized p-value of :func:`cxr_curriculum.stats.seed_comparison` when
+            ``n_seeds`` is set.
         confidence: Nominal coverage of ``[low, high]``, e.g. 0.95.
         n: Items compared.
         n_clusters: Clusters (patients) among them.
@@ -77,9 +82,14 @@ class PairedComparison:
         n_seeds: What the interval covers. ``None``: the test items only (two trained
             models; a paired patient bootstrap). ``S``: ``estimate_a``/``estimate_b``
             are means over ``S`` training seeds, paired by seed, and the interval and
-            p-value come from the two-level (seed x patient) bootstrap of
-            :func:`cxr_curriculum.study.compare_arms`, which also covers the training
-            randomness; ``n``/``n_clusters`` then count test images/patients.
+            p-value are the seed-level interval and generalized p-value of
+            :func:`cxr_curriculum.stats.seed_comparison` (used by
+            :func:`cxr_curriculum.study.compare_arms`), which also cover the training
+            randomness; ``n``/``n_clusters`` then count test images/patients and
+            ``n_resamples``/``n_valid`` the patient resamples of its test-set component.
+        seed_variance: The seed component of the difference's variance, ``s**2 / S``
+            (seed-level comparisons only).
+        test_variance: The shared test-set component (seed-level comparisons only).
     """
 
     metric: str
@@ -96,6 +106,8 @@ class PairedComparison:
     n_valid: int = 0
     delong: DeLongResult | None = None
     n_seeds: int | None = None
+    seed_variance: float | None = None
+    test_variance: float | None = None
 
     @classmethod
     def from_replicates(
@@ -114,9 +126,10 @@ class PairedComparison:
     ) -> PairedComparison:
         """Build the comparison from ``(B,)`` replicates of the difference (NaN = undefined).
 
-        This is how every paired test of the package ends, and the building block for
-        other resampling designs (e.g. a two-level seed x patient bootstrap): draw the
-        replicates, then call this.
+        This is how every paired bootstrap test of the package ends, and the building
+        block for other resampling designs: draw the replicates, then call this (the
+        percentile interval and :func:`bootstrap_p_value`; for means over training seeds
+        use :func:`cxr_curriculum.stats.seed_comparison` instead).
 
         Raises:
             ValueError: If fewer than ``max(1, min_valid * B)`` replicates are valid.

@@ -13,6 +13,8 @@ Public names::
     ArmComparison, SeedDifference             # (intervals: stats.ConfidenceInterval,
                                               #  differences: stats.PairedComparison)
     rank_correlation, spearman, RankCorrelation   # AUROC vs lung attention
+    rank_orders, OrderRanking, OrderResult    # stage-order search: a small study with
+                                              # a scratch baseline
 
 See ``docs/study.md``.
 """
@@ -22,6 +24,7 @@ from cxr_curriculum.study.cells import CellKey, CellStore
 from cxr_curriculum.study.correlation import RankCorrelation, rank_correlation, spearman
 from cxr_curriculum.study.generic_tasks import BinaryTask, MultiLabelTask, split_by_patient
 from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
+from cxr_curriculum.study.ordering import OrderRanking, OrderResult, rank_orders
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols
 from cxr_curriculum.study.statistics import (
@@ -46,6 +49,8 @@ __all__ = [
     "KermanyTask",
     "MultiLabelTask",
     "NIHFindingsTask",
+    "OrderRanking",
+    "OrderResult",
     "Protocols",
     "RankCorrelation",
     "SeedDifference",
@@ -56,6 +61,7 @@ __all__ = [
     "check_budgets",
     "compare_arms",
     "rank_correlation",
+    "rank_orders",
     "spearman",
     "split_by_patient",
     "two_level_interval",

@@ -6,7 +6,6 @@ Both read the dict of :meth:`StudyResults.to_dict`, so a report can be rebuilt f
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +38,16 @@ _FAITHFULNESS = {
 
 def _ci_cell(stat: dict[str, Any]) -> str:
     return f"{_f(stat['estimate'])} [{_f(stat['low'])}, {_f(stat['high'])}]"
+
+
+def _p(value: float | None) -> str:
+    """A p-value, or "-" where there is none (``None``/NaN: one seed, no DeLong test)."""
+    return "-" if value is None or value != value else f"{value:.2g}"
+
+
+def _delong(row: dict[str, Any]) -> str:
+    """One seed's difference and DeLong p-value ("-" for a metric without DeLong's test)."""
+    return f"{row['difference']:+.3f} (p={_p(row.get('delong_p_value'))})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -90,7 +99,7 @@ def markdown_report(data: dict[str, Any]) -> str:
                 "",
             ]
     lines += [
-        "## Metric per arm (mean over seeds, 95 % two-level CI over seeds and test patients)",
+        "## Metric per arm (mean over seeds, 95 % CI over seeds and test patients)",
         "",
     ]
     lines += _table(
@@ -108,22 +117,24 @@ def markdown_report(data: dict[str, Any]) -> str:
             for r in data["arm_metrics"]
         ],
     )
+    family = data.get("multiplicity", {})
+    sizes = ", ".join(f"{t}: {n}" for t, n in family.get("tests", {}).items())
     lines += [
         "## Pairwise differences (arm a - arm b, paired by seed and test patient)",
         "",
-        "CI and p: two-level bootstrap (seeds, then patients), widened by sqrt(S/(S-1)) for "
-        "S seeds; wins: share of seeds where arm a is higher; DeLong p per seed covers "
-        "the test set only.",
+        "CI and p: over seeds and test patients (between-seed variance plus the test-set "
+        "variance shared by every seed, Weerahandi's generalized interval: Student's t with "
+        "S-1 degrees of freedom when seeds dominate); p is the test that inverts the CI. "
+        f"p Holm / p BH: adjusted over the family of {family.get('family', 'one task')} "
+        f"(tests per family: {sizes or 'none'}). wins: share of seeds where arm a is higher; "
+        "DeLong p per seed covers the test set only (- where the metric has none).",
         "",
     ]
     rows = []
     for c in data["comparisons"]:
         d = c["difference"]
         holds = "yes" if (d["low"] > 0 or d["high"] < 0) else "no"
-        delong = ", ".join(
-            f"{s['difference']:+.3f} (p={s.get('delong_p_value', math.nan):.2g})"
-            for s in c["per_seed"]
-        )
+        delong = ", ".join(_delong(s) for s in c["per_seed"])
         rows.append(
             [
                 c["task"],
@@ -132,7 +143,9 @@ def markdown_report(data: dict[str, Any]) -> str:
                 f"{c['arm_a']} - {c['arm_b']}",
                 _signed(d["difference"]),
                 f"[{_signed(d['low'])}, {_signed(d['high'])}]",
-                f"{d['p_value']:.2g}",
+                _p(d["p_value"]),
+                _p(d.get("p_holm")),
+                _p(d.get("p_bh")),
                 holds,
                 f"{c['share_a_wins']:.2f}",
                 delong,
@@ -147,6 +160,8 @@ def markdown_report(data: dict[str, Any]) -> str:
             "mean diff",
             "95% CI",
             "p",
+            "p Holm",
+            "p BH",
             "excludes 0",
             "wins",
             "per seed (DeLong)",

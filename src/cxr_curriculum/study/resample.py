@@ -5,9 +5,9 @@ image appears in the resample (every image of a drawn patient counts once per dr
 Metrics are then computed as weighted metrics on the full test set, which lets
 thousands of replicates run as one ``(R, N)`` tensor operation instead of a Python loop
 (Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, Ch. 6; clusters as in
-Field & Welsh, JRSS-B 2007). The two-level (seed x patient) replicates of a mean over
-seeds are built here too (:func:`two_level_replicates`, :func:`widen_replicates`; see
-:mod:`cxr_curriculum.study.statistics`).
+Field & Welsh, JRSS-B 2007). The replicates of every seed under one shared patient
+resample, which the seed-level intervals need, are built here too
+(:func:`seed_replicates`; see :mod:`cxr_curriculum.study.statistics`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from torch import Tensor
 from cxr_curriculum.stats import Replicates, cluster_codes, resample_clusters
 
 __all__ = [
+    "PerSeedStatistic",
     "patient_weights",
-    "seed_draws",
-    "two_level_replicates",
+    "seed_replicates",
     "weighted_binary_auroc",
     "weighted_mean",
-    "widen_replicates",
 ]
 
 #: ``per_seed(j, weights (R, N)) -> (R,)``: the statistic of seed ``j`` under weights.
@@ -54,13 +53,6 @@ def patient_weights(codes: Tensor, n_resamples: int, generator: torch.Generator)
     counts = torch.zeros(n_resamples, n_patients, dtype=torch.float64)
     counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
     return counts[:, codes]
-
-
-def seed_draws(n_seeds: int, n_resamples: int, generator: torch.Generator) -> Tensor:
-    """``(R, S)`` int64 seed indices drawn with replacement (the outer bootstrap level)."""
-    if n_seeds < 1:
-        raise ValueError(f"need at least one seed; got {n_seeds}")
-    return resample_clusters(n_seeds, n_resamples, generator)
 
 
 def weighted_binary_auroc(scores: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
@@ -110,7 +102,7 @@ def weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
     return torch.where(total > 0, out, torch.full_like(out, math.nan))
 
 
-def two_level_replicates(
+def seed_replicates(
     per_seed: PerSeedStatistic,
     n_seeds: int,
     groups: Sequence[Any] | Tensor | None,
@@ -119,11 +111,12 @@ def two_level_replicates(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> Replicates:
-    """The mean over seeds of a per-seed statistic, on the full test set and on replicates.
+    """Every seed's statistic on the full test set and on patient resamples shared by all seeds.
 
-    Each replicate draws ``S`` seeds with replacement and one patient resample (image
-    weights) shared by every drawn seed; its value is the mean over the drawn seeds.
-    These are the raw replicates (no ``sqrt(S/(S-1))`` correction).
+    The resamples are the same for every seed (and, when ``per_seed`` is a difference,
+    for both arms), because every model was tested on the same patients: this is what
+    :func:`cxr_curriculum.stats.seed_components` needs to tell the shared test-set
+    variation from the seed-to-seed one.
 
     Args:
         per_seed: ``per_seed(j, w)`` returns the ``(R,)`` statistic of seed ``j`` for
@@ -131,40 +124,20 @@ def two_level_replicates(
         n_seeds: Number of seeds ``S`` (>= 1).
         groups: Patient id per test image (``None``: every image its own patient).
         n_items: Test images ``N``.
-        n_resamples: Bootstrap replicates ``B`` (>= 2).
+        n_resamples: Patient resamples ``R`` (>= 2).
         seed: Seed of the resampling generator.
 
     Returns:
-        :class:`~cxr_curriculum.stats.Replicates` with ``estimate (1,)`` (mean over
-        seeds on the full test set), ``values (B, 1)``, ``n = N`` and ``n_clusters`` =
-        patients.
+        :class:`~cxr_curriculum.stats.Replicates` with ``estimate (S,)`` (each seed on
+        the full test set), ``values (R, S)``, ``n = N`` and ``n_clusters`` = patients.
     """
     if n_resamples < 2:
         raise ValueError(f"n_resamples must be >= 2; got {n_resamples}")
+    if n_seeds < 1:
+        raise ValueError(f"need at least one seed; got {n_seeds}")
     codes = cluster_codes(groups, n_items)
     ones = torch.ones(1, n_items, dtype=torch.float64)
-    point = torch.cat([per_seed(j, ones).reshape(1) for j in range(n_seeds)]).double()
-    gen = torch.Generator().manual_seed(seed)
-    draws = seed_draws(n_seeds, n_resamples, gen)
-    weights = patient_weights(codes, n_resamples, gen)
-    total = torch.zeros(n_resamples, dtype=torch.float64)
-    for j in range(n_seeds):
-        count = (draws == j).sum(1).double()
-        rows = count > 0
-        total[rows] += count[rows] * per_seed(j, weights[rows]).double()
-    n_clusters = int(codes.max()) + 1 if n_items else 0
-    return Replicates(point.mean().reshape(1), (total / n_seeds)[:, None], n_items, n_clusters)
-
-
-def widen_replicates(reps: Replicates, n_seeds: int, bounds: tuple[float, float]) -> Tensor:
-    """``(B,)`` replicates moved away from the estimate by ``sqrt(S/(S-1))``, clipped.
-
-    Percentiles are equivariant under this affine map, so the percentile interval of the
-    result is the raw one widened around the estimate; all NaN for one seed.
-    """
-    values = reps.values[:, 0]
-    if n_seeds < 2:
-        return torch.full_like(values, math.nan)
-    est = float(reps.estimate[0])
-    out = est + math.sqrt(n_seeds / (n_seeds - 1)) * (values - est)
-    return out.clamp(bounds[0], bounds[1])
+    point = torch.cat([per_seed(j, ones).double().reshape(1) for j in range(n_seeds)])
+    weights = patient_weights(codes, n_resamples, torch.Generator().manual_seed(seed))
+    values = torch.stack([per_seed(j, weights).double() for j in range(n_seeds)], 1)
+    return Replicates(point, values, n_items, int(codes.max()) + 1)

@@ -23,6 +23,7 @@ from cxr_curriculum.curriculum.checkpoint import atomic_write_json
 from cxr_curriculum.study.cells import CellKey
 from cxr_curriculum.study.correlation import rank_correlation
 from cxr_curriculum.study.findings_table import finding_table
+from cxr_curriculum.study.multiplicity import adjust_p_values, multiplicity_families
 from cxr_curriculum.study.provenance import command_line, machine_info, versions
 from cxr_curriculum.study.resample import weighted_mean
 from cxr_curriculum.study.runner import TASK_MASK_PREFIX
@@ -129,7 +130,12 @@ class StudyResults:
         return out
 
     def comparisons(self) -> list[dict[str, Any]]:
-        """Every pair of arms (later arm vs earlier arm) in every (task, fraction, protocol)."""
+        """Every pair of arms (later arm vs earlier arm) in every (task, fraction, protocol).
+
+        Each row's ``difference`` holds the raw ``p_value`` and, beside it, ``p_holm`` and
+        ``p_bh``: adjusted over the family of all comparisons of the row's task (every
+        fraction x protocol x arm pair; :func:`multiplicity_families`).
+        """
         out = []
         for task, f, p in self._grid():
             for b, a in itertools.combinations([x.name for x in self.study.arms], 2):
@@ -137,18 +143,24 @@ class StudyResults:
                 if not seeds:
                     continue
                 binary = task.metric == "auroc"
-                cmp = compare_arms(
-                    self._scores(a, seeds, task.name, f, p),
-                    self._scores(b, seeds, task.name, f, p),
-                    task.test_labels,
-                    task.test_groups,
-                    metric=None if binary else task.weighted_metric,
-                    metric_name=task.metric,
-                    seeds=seeds,
-                    names=(a, b),
-                    n_resamples=self.n_resamples,
-                )
+                try:
+                    cmp = compare_arms(
+                        self._scores(a, seeds, task.name, f, p),
+                        self._scores(b, seeds, task.name, f, p),
+                        task.test_labels,
+                        task.test_groups,
+                        metric=None if binary else task.weighted_metric,
+                        metric_name=task.metric,
+                        seeds=seeds,
+                        names=(a, b),
+                        n_resamples=self.n_resamples,
+                    )
+                except ValueError as err:
+                    raise ValueError(
+                        f"task {task.name!r}, labels {f:g}, protocol {p!r}, {a} vs {b}: {err}"
+                    ) from err
                 out.append({"task": task.name, "fraction": f, "protocol": p, **cmp.to_dict()})
+        adjust_p_values(out)
         return out
 
     def _attention_cells(self) -> list[tuple[CellKey, dict[str, Any]]]:
@@ -257,6 +269,7 @@ class StudyResults:
     def to_dict(self) -> dict[str, Any]:
         """Everything: settings, every cell, statistics, command, versions and machine."""
         study = self.study
+        comparisons = self.comparisons()
         return {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command_line(),
@@ -279,7 +292,8 @@ class StudyResults:
                 "cells_done": len(self.cells),
             },
             "arm_metrics": self.arm_metrics(),
-            "comparisons": self.comparisons(),
+            "comparisons": comparisons,
+            "multiplicity": multiplicity_families(comparisons),
             "attention": self.attention(),
             "attention_correlation": self.attention_correlation(),
             "findings": finding_table(self),
