@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _pretrain(args) if args.command == "pretrain" else _study(args)
     except expected as err:
-        print(f"error: {err}", file=sys.stderr)
+        # an ArtefactWriteError's str() wraps its message in "[Errno N] ...: 'file'"
+        text = err.strerror if isinstance(err, ArtefactWriteError) and err.strerror else err
+        print(f"error: {text}", file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,10 @@ Public names::
     Task, KermanyTask, NIHFindingsTask        # downstream tasks (binary, multi-label)
     Protocols                                 # downstream protocol settings
     CellKey, CellStore                        # the cell files on disk
+    Unit, UnitStatus                          # units of work: one per (arm, seed)
+    ClaimBoard, Claim, ClaimInfo              # claims on units, renewed by a heartbeat
+    StudyFolder, StudyFolderError             # the shared output folder, its lock, its errors
+    check_design, without_provenance          # one study per folder; comparing two reports
     compare_arms, two_level_interval          # statistics across seeds and patients
     ArmComparison, SeedDifference             # (intervals: stats.ConfidenceInterval,
                                               #  differences: stats.PairedComparison)
@@ -17,8 +21,12 @@ See ``docs/study.md``.
 
 from cxr_curriculum.study.arms import Arm, ArmStage, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
+from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT, Claim, ClaimBoard, ClaimInfo
 from cxr_curriculum.study.correlation import RankCorrelation, rank_correlation, spearman
+from cxr_curriculum.study.design import check_design
+from cxr_curriculum.study.folder import StudyFolder, StudyFolderError
 from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
+from cxr_curriculum.study.provenance import without_provenance
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols
 from cxr_curriculum.study.statistics import (
@@ -29,26 +37,37 @@ from cxr_curriculum.study.statistics import (
 )
 from cxr_curriculum.study.study import Study
 from cxr_curriculum.study.tasks import KermanyTask, Task
+from cxr_curriculum.study.units import Unit, UnitStatus
 
 __all__ = [
+    "DEFAULT_CLAIM_TIMEOUT",
     "PROTOCOLS",
     "Arm",
     "ArmComparison",
     "ArmStage",
     "CellKey",
     "CellStore",
+    "Claim",
+    "ClaimBoard",
+    "ClaimInfo",
     "KermanyTask",
     "NIHFindingsTask",
     "Protocols",
     "RankCorrelation",
     "SeedDifference",
     "Study",
+    "StudyFolder",
+    "StudyFolderError",
     "StudyResults",
     "Task",
+    "Unit",
+    "UnitStatus",
     "check_budgets",
+    "check_design",
     "compare_arms",
     "rank_correlation",
     "spearman",
     "two_level_interval",
     "weighted_macro_auroc",
+    "without_provenance",
 ]

@@ -94,6 +94,11 @@ def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
         for key in sorted(set(old) | set(new)):
             out += settings_diff(old.get(key, _MISSING), new.get(key, _MISSING), f"{prefix}{key}.")
         return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += settings_diff(a, b, f"{prefix.rstrip('.')}[{i}].")
+        return out
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 

@@ -18,13 +18,14 @@ time appended, and the log says which file went where.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from cxr_curriculum._artefacts import _write_error
+from cxr_curriculum._artefacts import ArtefactWriteError, _write_error
 from cxr_curriculum.data.shards import exclusive_lock
 
 __all__ = ["SET_ASIDE", "StudyFolder", "StudyFolderError"]
@@ -76,7 +77,15 @@ class StudyFolder:
             self.root.mkdir(parents=True, exist_ok=True)
             stack.enter_context(exclusive_lock(self.root / name))
         except OSError as err:
-            raise _write_error(self.root / name, err, "study folder's lock file", None) from err
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            out = ArtefactWriteError(
+                err.errno or errno.EIO,
+                f"cannot write in the study folder {self.root}: {reason.lower()} (opening its "
+                f"lock file {name}); nothing was changed; make {self.root} writable (or choose "
+                "another output folder) and run again",
+            )
+            out.filename = str(self.root / name)
+            raise out from err
         with stack:
             yield
 

@@ -188,16 +188,20 @@ def format_units(study: Study, statuses: list[UnitStatus]) -> str:
     if eta["units_left"] == 0:
         lines.append("every unit is done")
     elif eta["seconds"] is None:
-        lines.append(f"{eta['units_left']} units left; time left: unknown until a unit finishes")
+        lines.append(f"{_units(eta['units_left'])} left; time left: unknown until a unit finishes")
     else:
         workers = max(1, eta["live_workers"])
         wall = eta["seconds"] / workers
         lines.append(
-            f"{eta['units_left']} units left: about {_minutes(eta['seconds'])} of work "
+            f"{_units(eta['units_left'])} left: about {_minutes(eta['seconds'])} of work "
             f"(per-arm mean of finished units), about {_minutes(wall)} with "
             f"{workers} worker{'s' if workers > 1 else ''}"
         )
     return "\n".join(lines)
+
+
+def _units(n: int) -> str:
+    return f"{n} unit" if n == 1 else f"{n} units"
 
 
 def _minutes(seconds: float) -> str:
