@@ -1,5 +1,8 @@
 """Units, claims, repairs and the command line's errors, in one process.
 
+(The study API is imported inside the tests that use it, so that the command-line
+regression tests also run against an older checkout of the package.)
+
 A finished tiny study (scratch vs SimCLR for 1 step, 2 seeds, k-NN at 32 px) is computed
 once per module; each test works on a copy of its output folder (the pretraining
 checkpoints stay in one shared folder, outside it).
@@ -23,7 +26,6 @@ from _studies import tiny_study_toml
 from cxr_curriculum import _artefacts
 from cxr_curriculum.__main__ import main
 from cxr_curriculum.config import load_study
-from cxr_curriculum.study import ClaimBoard, StudyFolder, without_provenance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -56,6 +58,8 @@ def _copy(finished: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _report(out: Path) -> Any:
+    from cxr_curriculum.study import without_provenance
+
     return without_provenance(json.loads((out / "results.json").read_text()))
 
 
@@ -85,6 +89,8 @@ def test_units_are_seed_major_with_stable_indices(
 def test_listing_shows_claims_status_and_time_left(
     finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from cxr_curriculum.study import ClaimBoard, StudyFolder
+
     config, out = _copy(finished, tmp_path)
     index = json.loads((out / "index.json").read_text())
     del index["files"][CELL]  # seed 0 SimCLR: not done (the index keeps its own sha256)
@@ -109,6 +115,8 @@ def test_listing_shows_claims_status_and_time_left(
 
 
 def test_one_worker_wins_a_claim_and_one_takes_over_a_stale_claim(tmp_path: Path) -> None:
+    from cxr_curriculum.study import ClaimBoard, StudyFolder
+
     folder = StudyFolder(tmp_path)
     board = ClaimBoard(folder, timeout=5)
     got: list[Any] = []
@@ -143,6 +151,8 @@ def test_one_worker_wins_a_claim_and_one_takes_over_a_stale_claim(tmp_path: Path
 
 
 def test_a_dead_local_worker_is_stale_at_once_and_heartbeats_renew(tmp_path: Path) -> None:
+    from cxr_curriculum.study import ClaimBoard, StudyFolder
+
     board = ClaimBoard(StudyFolder(tmp_path), timeout=0.5)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -174,6 +184,8 @@ def test_a_dead_local_worker_is_stale_at_once_and_heartbeats_renew(tmp_path: Pat
 def test_a_damaged_claim_is_taken_over_after_the_timeout_and_set_aside(
     tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from cxr_curriculum.study import ClaimBoard, StudyFolder
+
     folder = StudyFolder(tmp_path)
     board = ClaimBoard(folder, timeout=5)
     path = board.path("seed0/a")
