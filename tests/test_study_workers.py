@@ -169,3 +169,24 @@ def test_local_launcher_runs_workers_through_submitit(
     cells, pretrainings = computed(logs)
     assert len(cells) == 4 and set(cells.values()) == {1} and pretrainings == 2
     assert report(tmp_path) == reference
+
+
+def test_bench_workers_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench_dir = SRC.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench_dir))
+    import _common
+    import bench_workers
+
+    monkeypatch.setattr(_common, "REPO", tmp_path)
+    bench_workers.main(["--smoke", "--run-dir", str(tmp_path / "runs")])
+    record = json.loads((tmp_path / "benchmarks" / "results" / "workers_smoke.json").read_text())
+    rows = {r["variant"]: r for r in record["results"]["workers"]}
+    assert set(rows) == {"1x1", "2x1"} and rows["2x1"]["time_vs_2x1"] == 1
+    for row in rows.values():
+        assert row["cells_computed"] == 4 and row["cells_computed_twice"] == 0
+        assert row["results_equal_1x1"] is True
+    overhead = record["results"]["claim_overhead"]
+    assert overhead["claim_ms"] > 0 and overhead["record_cell_with_index_ms"] > 0
+    (taken,) = record["results"]["takeover"]
+    assert taken["claim_timeout_s"] == 1 and 0 < taken["takeover_s"] < 60
+    assert (tmp_path / "docs" / "benchmarks" / "workers_smoke.md").exists()

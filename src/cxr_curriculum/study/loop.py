@@ -69,7 +69,7 @@ class WorkLoop:
 
     def run_all(self) -> None:
         """Compute units until every unit is done (waiting for live workers' units)."""
-        first = True
+        first, waiting = True, False
         while not self._spent():
             statuses = self.study.unit_status(self.board)
             open_ = [s for s in statuses if s.state in ("to do", "stale", "claimed")]
@@ -83,8 +83,17 @@ class WorkLoop:
                     if self._spent():
                         return
                 continue
-            if not self._take_one(open_):
-                time.sleep(self.board.interval)  # only live workers' units left
+            if self._take_one(open_):
+                waiting = False
+                continue
+            if not waiting:  # only live workers' units are left
+                waiting = True
+                logger.info(
+                    "units %s are held by live workers; waiting, checking every %.1f s, to "
+                    "take over any whose claim goes stale",
+                    [s.unit.index for s in open_], self.board.interval,
+                )  # fmt: skip
+            time.sleep(self.board.interval)
 
     def _take_one(self, open_: list[UnitStatus]) -> bool:
         assert self.board is not None
