@@ -21,10 +21,12 @@ See ``docs/study.md``.
 
 from cxr_curriculum.study.arms import Arm, ArmStage, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
-from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT, Claim, ClaimBoard, ClaimInfo
+from cxr_curriculum.study.claim_info import ClaimInfo
+from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT, ClaimBoard
 from cxr_curriculum.study.correlation import RankCorrelation, rank_correlation, spearman
 from cxr_curriculum.study.design import check_design
 from cxr_curriculum.study.folder import StudyFolder, StudyFolderError
+from cxr_curriculum.study.heartbeat import Claim
 from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
 from cxr_curriculum.study.provenance import without_provenance
 from cxr_curriculum.study.results import StudyResults

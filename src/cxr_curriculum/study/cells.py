@@ -41,15 +41,13 @@ from cxr_curriculum._artefacts import (
     content_sha256,
 )
 from cxr_curriculum.study.folder import StudyFolder, StudyFolderError
+from cxr_curriculum.study.index import LEGACY, StudyIndex, check_record
 
 __all__ = ["CellKey", "CellStore", "settings_diff"]
 
 logger = logging.getLogger("cxr_curriculum.study")
 
-#: 2: cells and the index carry the sha256 of their own contents; units record timings.
-FORMAT_VERSION = 2
 _MISSING = "<missing>"
-_LEGACY = "written without a sha256 of its own (before format 2)"
 
 
 @dataclass(frozen=True, order=True)
@@ -102,50 +100,6 @@ def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-class _DamagedIndexError(Exception):
-    """``index.json`` cannot be used (the message says why)."""
-
-
-def _check_record(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse a cell file and check its own sha256: ``(record, problem)``.
-
-    ``record`` is returned without its digest; ``problem`` is ``None`` for a verified
-    cell, :data:`_LEGACY` for a readable cell without a digest, else why it is damaged
-    (and ``record`` is ``None``).
-    """
-    try:
-        record = json.loads(raw)
-    except ValueError as err:
-        return None, f"not valid JSON: {err}"
-    if not isinstance(record, dict):
-        return None, "not a JSON object"
-    digest = record.pop(CONTENT_KEY, None)
-    if digest is None:
-        return record, _LEGACY
-    if content_sha256(record) != digest:
-        return None, "its contents do not match the sha256 stored in it"
-    return record, None
-
-
-def _parse_index(raw: bytes) -> tuple[dict[str, str], dict[str, Any]]:
-    try:
-        data = json.loads(raw)
-    except ValueError as err:
-        raise _DamagedIndexError(f"not valid JSON ({err})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
-        raise _DamagedIndexError("not a study index (no 'files' table)")
-    files, units = data["files"], data.get("units", {})
-    ok = all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
-    if not ok or not isinstance(units, dict):
-        raise _DamagedIndexError("its 'files' or 'units' table is malformed")
-    digest = data.get(CONTENT_KEY)
-    if digest is None and data.get("format", 1) >= 2:
-        raise _DamagedIndexError("its own sha256 is missing")
-    if digest is not None and content_sha256({"files": files, "units": units}) != digest:
-        raise _DamagedIndexError("its tables do not match the sha256 stored in it")
-    return dict(files), dict(units)
-
-
 class CellStore:
     """The cell files of one study folder and their ``index.json``.
 
@@ -159,68 +113,20 @@ class CellStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.folder = StudyFolder(root)
         self.root = self.folder.root
+        self.index = StudyIndex(self.folder)
         self._files: dict[str, str] | None = None
         self._units: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ index
     def refresh(self) -> None:
         """Re-read ``index.json`` (repairing a damaged one, see the module docstring)."""
-        self._files, self._units = self._load(locked=False)
+        self._files, self._units = self.index.load(locked=False)
 
     def _index(self) -> dict[str, str]:
         if self._files is None:
             self.refresh()
         assert self._files is not None
         return self._files
-
-    def _load(self, *, locked: bool) -> tuple[dict[str, str], dict[str, Any]]:
-        path = self.folder.index
-        try:
-            return _parse_index(path.read_bytes())
-        except FileNotFoundError:
-            return {}, {}
-        except _DamagedIndexError as err:
-            reason = str(err)
-        if locked:
-            return self._rebuild(reason, persist=True)
-        try:
-            with self.folder.lock():
-                return self._load(locked=True)  # re-read: another worker may have repaired it
-        except ArtefactWriteError as err:
-            logger.warning("%s is damaged (%s) and cannot be repaired here: %s", path, reason, err)
-            return self._rebuild(reason, persist=False)
-
-    def _rebuild(self, reason: str, *, persist: bool) -> tuple[dict[str, str], dict[str, Any]]:
-        """Index the cells that verify against their own sha256 (lock held if ``persist``)."""
-        if persist:
-            self.folder.set_aside(self.folder.index, f"is damaged ({reason})")
-        files: dict[str, str] = {}
-        for path in sorted((self.root / "cells").rglob("*.json")):
-            raw = path.read_bytes()
-            _, problem = _check_record(raw)
-            if problem is None:
-                files[self.folder.relative(path)] = hashlib.sha256(raw).hexdigest()
-            elif persist:
-                self.folder.set_aside(path, f"cannot be verified against its own sha256: {problem}")
-        if persist:
-            self._write_index(files, {})
-        logger.warning(
-            "%s was damaged (%s): rebuilt from the %d cell files that verify against their "
-            "own sha256",
-            self.folder.index, reason, len(files),
-        )  # fmt: skip
-        return files, {}
-
-    def _write_index(self, files: dict[str, str], units: dict[str, Any]) -> None:
-        """Replace ``index.json`` atomically (call it holding the folder's lock)."""
-        data = {
-            "format": FORMAT_VERSION,
-            "files": files,
-            "units": units,
-            CONTENT_KEY: content_sha256({"files": files, "units": units}),
-        }
-        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-        atomic_write_bytes(self.folder.index, text.encode(), what="study index")
 
     def __contains__(self, key: CellKey) -> bool:
         return key.relpath in self._index() and (self.root / key.relpath).is_file()
@@ -256,10 +162,10 @@ class CellStore:
             return None
         raw = path.read_bytes()
         sha = hashlib.sha256(raw).hexdigest()
-        record, problem = _check_record(raw)
+        record, problem = check_record(raw)
         if sha != files[rel] and problem is None:
             self._repair_entry(rel, files[rel], sha)
-        elif sha != files[rel] or (problem is not None and problem != _LEGACY):
+        elif sha != files[rel] or (problem is not None and problem != LEGACY):
             why = problem or "its sha256 differs from the one index.json records"
             self._set_aside_cell(rel, why)
             return None
@@ -276,10 +182,10 @@ class CellStore:
 
     def _repair_entry(self, rel: str, recorded: str, actual: str) -> None:
         with self.folder.lock():
-            files, units = self._load(locked=True)
+            files, units = self.index.load(locked=True)
             if files.get(rel) == recorded:
                 files[rel] = actual
-                self._write_index(files, units)
+                self.index.write(files, units)
                 logger.warning(
                     "%s recorded sha256 %s for %s, but the cell verifies against its own "
                     "sha256: the index entry was damaged, not the cell; re-recorded %s",
@@ -291,14 +197,14 @@ class CellStore:
         path = self.root / rel
         try:
             with self.folder.lock():
-                files, units = self._load(locked=True)
+                files, units = self.index.load(locked=True)
                 if rel in files and path.is_file():
                     raw = path.read_bytes()
                     changed = hashlib.sha256(raw).hexdigest() != files[rel]
-                    if changed or _check_record(raw)[1] not in (None, _LEGACY):
+                    if changed or check_record(raw)[1] not in (None, LEGACY):
                         self.folder.set_aside(path, f"is damaged ({why}); it will be recomputed")
                         del files[rel]
-                        self._write_index(files, units)
+                        self.index.write(files, units)
                 self._files, self._units = files, units
         except ArtefactWriteError as err:
             logger.warning("%s is damaged (%s) and is not used; it cannot be set aside: %s",
@@ -321,7 +227,7 @@ class CellStore:
         data = (json.dumps(full, indent=1, sort_keys=True) + "\n").encode()
         path = self.root / key.relpath
         with self.folder.lock():
-            files, units = self._load(locked=True)
+            files, units = self.index.load(locked=True)
             if key.relpath in files and path.is_file():
                 raw = path.read_bytes()
                 if hashlib.sha256(raw).hexdigest() == files[key.relpath]:
@@ -329,15 +235,15 @@ class CellStore:
                     return None
             written = atomic_write_bytes(path, data, what="study cell")
             files[key.relpath] = written.sha256
-            self._write_index(files, units)
+            self.index.write(files, units)
             self._files, self._units = files, units
         return written.path
 
     def record_unit(self, name: str, info: dict[str, Any]) -> set[str]:
         """Record a finished unit's timings; return every indexed cell path after it."""
         with self.folder.lock():
-            files, units = self._load(locked=True)
+            files, units = self.index.load(locked=True)
             units[name] = info
-            self._write_index(files, units)
+            self.index.write(files, units)
             self._files, self._units = files, units
         return set(files)

@@ -26,7 +26,8 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from cxr_curriculum.study.claims import Claim, ClaimBoard
+from cxr_curriculum.study.claims import ClaimBoard
+from cxr_curriculum.study.heartbeat import Claim
 from cxr_curriculum.study.units import Unit, UnitStatus
 from cxr_curriculum.study.worker import ArmSeedWorker, ClaimLostError, is_main
 

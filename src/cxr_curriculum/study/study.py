@@ -33,7 +33,7 @@ from cxr_curriculum.study.loop import WorkLoop, distributed
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols, imagenet_status
 from cxr_curriculum.study.tasks import Task
-from cxr_curriculum.study.units import Unit, UnitStatus
+from cxr_curriculum.study.units import Unit, UnitStatus, unit_status
 from cxr_curriculum.study.worker import ArmSeedWorker, OnCell, is_main
 
 __all__ = ["Study"]
@@ -191,27 +191,11 @@ class Study:
             claims: The claims (or the claim timeout in seconds that makes one stale);
                 ``None`` ignores claims.
         """
-        board = claims if isinstance(claims, ClaimBoard) or claims is None else None
-        if board is None and claims is not None:
-            board = ClaimBoard(self.store.folder, float(claims))  # type: ignore[arg-type]
+        board = claims
+        if claims is not None and not isinstance(claims, ClaimBoard):
+            board = ClaimBoard(self.store.folder, float(claims))
         self._check_imagenet()
-        self.store.refresh()
-        recorded = self.store.units()
-        out = []
-        for unit in self.units():
-            done = tuple(k for k in unit.cells if self.store.read(k, self.settings(k)) is not None)
-            claim = board.read(unit.name) if board is not None else None
-            if unit.arm.name in self.unavailable:
-                state = "not measured"
-            elif len(done) == len(unit.cells):
-                state = "done"
-            elif claim is None:
-                state = "to do"
-            else:
-                state = "stale" if claim.stale(board.timeout) else "claimed"  # type: ignore[union-attr]
-            seconds = recorded.get(unit.name, {}).get("seconds") if state == "done" else None
-            out.append(UnitStatus(unit, done, state, claim, seconds))
-        return out
+        return unit_status(self, board if isinstance(board, ClaimBoard) else None)
 
     def _check_imagenet(self) -> None:
         for arm in self.arms:

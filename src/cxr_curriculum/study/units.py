@@ -22,12 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 from cxr_curriculum.study.arms import Arm
 from cxr_curriculum.study.cells import CellKey
-from cxr_curriculum.study.claims import ClaimInfo
+from cxr_curriculum.study.claim_info import ClaimInfo
+from cxr_curriculum.study.claims import ClaimBoard
 
 if TYPE_CHECKING:
     from cxr_curriculum.study.study import Study
 
-__all__ = ["Unit", "UnitStatus", "estimate_left", "format_units", "pretraining_progress"]
+__all__ = [
+    "Unit",
+    "UnitStatus",
+    "estimate_left",
+    "format_units",
+    "pretraining_progress",
+    "unit_status",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,31 @@ class UnitStatus:
             text = f"stale: {text}; the next worker takes it over"
         doing = _doing(self.claim.status)
         return f"{text}: {doing}" if doing else text
+
+
+def unit_status(study: Study, board: ClaimBoard | None) -> list[UnitStatus]:
+    """Every unit's finished cells (read and verified), claim and state.
+
+    An arm in ``study.unavailable`` (ImageNet weights missing offline) is ``"not
+    measured"``; ``board=None`` ignores claims.
+    """
+    study.store.refresh()
+    recorded = study.store.units()
+    out = []
+    for unit in study.units():
+        done = tuple(k for k in unit.cells if study.store.read(k, study.settings(k)) is not None)
+        claim = board.read(unit.name) if board is not None else None
+        if unit.arm.name in study.unavailable:
+            state = "not measured"
+        elif len(done) == len(unit.cells):
+            state = "done"
+        elif claim is None or board is None:
+            state = "to do"
+        else:
+            state = "stale" if claim.stale(board.timeout) else "claimed"
+        seconds = recorded.get(unit.name, {}).get("seconds") if state == "done" else None
+        out.append(UnitStatus(unit, done, state, claim, seconds))
+    return out
 
 
 def _doing(status: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from torch import nn
 from cxr_curriculum.evaluation import FrozenFeatures
 from cxr_curriculum.study.arms import Arm
 from cxr_curriculum.study.cells import CellKey
-from cxr_curriculum.study.claims import Claim
+from cxr_curriculum.study.heartbeat import Claim
 from cxr_curriculum.study.runner import AttentionInputs, pretrain, run_cell
 from cxr_curriculum.study.tasks import Task
 from cxr_curriculum.study.units import pretraining_progress
