@@ -158,9 +158,12 @@ class CellStore:
         """
         files = self._index()
         rel, path = key.relpath, self.root / key.relpath
-        if rel not in files or not path.is_file():
+        if rel not in files:
             return None
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:  # never written, or set aside by another worker just now
+            return None
         sha = hashlib.sha256(raw).hexdigest()
         record, problem = check_record(raw)
         if sha != files[rel] and problem is None:

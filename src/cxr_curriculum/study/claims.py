@@ -103,6 +103,16 @@ class ClaimBoard:
         claim.taken_over = old
         return claim
 
+    def discard_stale(self, name: str) -> bool:
+        """Delete the claim of a finished unit if it is stale (its worker died after the
+        unit's last cell); ``True`` if one was deleted."""
+        with self.folder.lock():
+            info = read_claim(self.path(name))
+            if info is None or not info.stale(self.timeout):
+                return False
+            self.path(name).unlink()
+        return True
+
     def _create(self, path: Path, data: bytes) -> bool:
         """Create ``path`` exclusively (``O_CREAT | O_EXCL``); ``False`` if it exists."""
         try:

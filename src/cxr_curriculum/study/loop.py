@@ -76,6 +76,7 @@ class WorkLoop:
             open_ = [s for s in statuses if s.state in ("to do", "stale", "claimed")]
             if not open_:
                 self.report_due = self.report_due or first
+                self._tidy(statuses)
                 return
             first = False
             if self.board is None:
@@ -95,6 +96,15 @@ class WorkLoop:
                     [s.unit.index for s in open_], self.board.interval,
                 )  # fmt: skip
             time.sleep(self.board.interval)
+
+    def _tidy(self, statuses: list[UnitStatus]) -> None:
+        """Remove stale claims left on finished units (a worker killed after its last cell)."""
+        if self.board is None:
+            return
+        for s in statuses:
+            stale = s.claim is not None and s.claim.stale(self.board.timeout)
+            if stale and self.board.discard_stale(s.unit.name):
+                logger.info("removed the stale claim of finished unit %s", s.unit.name)
 
     def _take_one(self, open_: list[UnitStatus]) -> bool:
         assert self.board is not None
