@@ -278,15 +278,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny study, half a minute")
     parser.add_argument("--run-dir", default=None, help="study folders (default: a temp dir)")
     parser.add_argument("--studies", nargs="+", default=["sample", "kermany"])
-    parser.add_argument("--variants", nargs="+", default=["1x1", "2x1", "1x2"])
+    parser.add_argument(
+        "--variants", nargs="+", default=None, help="AxT runs (default 1x1 2x1 1x2; smoke 1x1 2x1)"
+    )
     parser.add_argument("--kermany-variants", nargs="+", default=["1x1", "2x1"])
     parser.add_argument("--kermany-fractions", nargs="+", type=float, default=[0.1, 1.0])
     parser.add_argument("--timeouts", nargs="+", type=float, default=[2.0, 5.0, 10.0])
     parser.add_argument("--repeats", type=int, default=200, help="claim-overhead repeats")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.studies, args.variants = ["tiny"], ["1x1", "2x1"]
+        args.studies, args.variants = ["tiny"], args.variants or ["1x1", "2x1"]
         args.timeouts, args.repeats = [1.0], 20
+    args.variants = args.variants or ["1x1", "2x1", "1x2"]
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="workers-"))
     load_start = round(os.getloadavg()[0], 2)
     rows: list[dict] = []

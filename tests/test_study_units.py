@@ -114,6 +114,17 @@ def test_listing_shows_claims_status_and_time_left(
     assert not claim.path.exists()
 
 
+def test_a_claim_reports_the_pretraining_stage_and_step(finished: tuple[Path, Path]) -> None:
+    from cxr_curriculum.study.units import pretraining_progress
+
+    _, pretrain = finished
+    study = load_study(_config(finished[0], pretrain))
+    simclr = study.units()[1].arm
+    progress = pretraining_progress(pretrain / "simclr" / "seed0", simclr)
+    assert progress == {"stage": "1/1 simclr", "steps": 1, "step": 1}  # its metrics.csv
+    assert pretraining_progress(pretrain / "nothing-yet", simclr) == {}
+
+
 def test_one_worker_wins_a_claim_and_one_takes_over_a_stale_claim(tmp_path: Path) -> None:
     from cxr_curriculum.study import ClaimBoard, StudyFolder
 
