@@ -103,6 +103,7 @@ def _env(threads: int, host: str = "bench") -> dict[str, str]:
         PYTHONPATH=os.pathsep.join(p for p in path if p),
         OMP_NUM_THREADS=str(threads),
         CXR_STUDY_HOST=host,
+        CXR_DATA_ROOT=str(data_root().resolve()),  # workers may start in another folder
     )
     return env
 
