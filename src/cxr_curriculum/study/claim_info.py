@@ -68,7 +68,6 @@ class ClaimInfo:
     """A claim file as read from disk.
 
     Attributes:
-        path: The claim file.
         age: Seconds since it was last renewed (its modification time).
         worker: ``host:pid`` of the claiming worker (``None`` if the file is damaged).
         host: The worker's machine (:func:`worker_host`).
@@ -79,7 +78,6 @@ class ClaimInfo:
         damaged: Why the file could not be read, or ``None``.
     """
 
-    path: Path
     age: float
     worker: str | None = None
     host: str | None = None
@@ -104,8 +102,9 @@ class ClaimInfo:
         return f"claimed by {self.worker} since {self.since} (heartbeat {self.age:.0f} s ago)"
 
 
-def read_claim(path: Path) -> ClaimInfo | None:
+def read_claim(path: str | os.PathLike[str]) -> ClaimInfo | None:
     """The claim in ``path``, or ``None`` if there is none."""
+    path = Path(path)
     try:
         raw = path.read_bytes()
         age = max(0.0, time.time() - path.stat().st_mtime)
@@ -116,13 +115,13 @@ def read_claim(path: Path) -> ClaimInfo | None:
         if not isinstance(data, dict) or not isinstance(data.get("token"), str):
             raise ValueError("no claim token")
         return ClaimInfo(
-            path, age, str(data["worker"]), str(data["host"]), int(data["pid"]),
+            age, str(data["worker"]), str(data["host"]), int(data["pid"]),
             data.get("pid_start"), str(data["since"]), dict(data.get("status") or {}),
             data["token"],
         )  # fmt: skip
     except (ValueError, KeyError, TypeError) as err:
         what = "empty" if not raw else f"{len(raw)} bytes, {type(err).__name__}: {err}"
-        return ClaimInfo(path, age, damaged=what)
+        return ClaimInfo(age, damaged=what)
 
 
 def encode_claim(payload: dict[str, Any]) -> bytes:

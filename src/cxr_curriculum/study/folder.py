@@ -89,13 +89,13 @@ class StudyFolder:
         with stack:
             yield
 
-    def relative(self, path: Path) -> str:
+    def relative(self, path: str | os.PathLike[str]) -> str:
         """``path`` relative to the folder (or as given when it lies elsewhere)."""
         with contextlib.suppress(ValueError):
-            return path.relative_to(self.root).as_posix()
+            return Path(path).relative_to(self.root).as_posix()
         return str(path)
 
-    def set_aside(self, path: Path, reason: str) -> Path:
+    def set_aside(self, path: str | os.PathLike[str], reason: str) -> Path:
         """Move a damaged file to ``set_aside/`` and log where it went; return the new path.
 
         Call it while holding :meth:`lock`.
@@ -103,6 +103,7 @@ class StudyFolder:
         Raises:
             ArtefactWriteError: The file cannot be moved (read-only or full folder).
         """
+        path = Path(path)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         rel = self.relative(path)
         target = self.root / SET_ASIDE / f"{rel}.{stamp}"

@@ -36,9 +36,14 @@ class Claim:
     """
 
     def __init__(
-        self, folder: StudyFolder, interval: float, path: Path, payload: dict[str, Any]
+        self,
+        folder: StudyFolder,
+        interval: float,
+        path: str | os.PathLike[str],
+        payload: dict[str, Any],
     ) -> None:
-        self.folder, self.interval, self.path, self.payload = folder, interval, path, payload
+        self.folder, self.interval, self.payload = folder, interval, payload
+        self.path = Path(path)
         self.status: dict[str, Any] = {}
         self.progress: Callable[[], dict[str, Any]] | None = None
         self.lost = threading.Event()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,13 +131,13 @@ def _doing(status: dict[str, Any]) -> str:
     return str(phase or "")
 
 
-def pretraining_progress(checkpoint_dir: Path, arm: Arm) -> dict[str, Any]:
+def pretraining_progress(checkpoint_dir: str | os.PathLike[str], arm: Arm) -> dict[str, Any]:
     """The stage and step a running pretraining reached, from its ``metrics.csv`` files.
 
     Stages log a row every ``log_every`` steps (10 by default), so the step lags by up
     to that many.
     """
-    folders = sorted(checkpoint_dir.glob("stage[0-9][0-9]-*"))
+    folders = sorted(Path(checkpoint_dir).glob("stage[0-9][0-9]-*"))
     if not folders:
         return {}
     folder = folders[-1]
