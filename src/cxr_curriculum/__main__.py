@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from cxr_curriculum._artefacts import ArtefactIntegrityError, ArtefactWriteError
     from cxr_curriculum.config import ConfigError
-    from cxr_curriculum.config.launch import ClusterSupportError
+    from cxr_curriculum.config.launch import ClusterSupportError, LaunchError
     from cxr_curriculum.curriculum import CurriculumError
     from cxr_curriculum.data import DicomSupportError, ImageReadError
     from cxr_curriculum.study.folder import StudyFolderError
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = (
         ConfigError, FileNotFoundError, StudyFolderError, ArtefactIntegrityError,
         ArtefactWriteError, ImageReadError, DicomSupportError, ClusterSupportError,
-        CurriculumError,
+        LaunchError, CurriculumError,
     )  # fmt: skip
     try:
         return _pretrain(args) if args.command == "pretrain" else _study(args)

@@ -12,7 +12,8 @@ scripts do. Needs the optional extra ``cluster`` (``pip install
   report (else ``study FILE --report-only``).
 - ``launcher="local"`` starts ``max_parallel`` worker processes through submitit's
   ``LocalExecutor`` (each runs ``Study.run_worker()`` and claims units until none is
-  left), waits for them and writes the report.
+  left) and waits for them; the worker that completes the study writes the report (the
+  launcher writes it when none did, e.g. when nothing was left to do).
 
 Jobs run in the current directory (relative paths in the study file keep their
 meaning) with the Python interpreter of the submitting process; their logs go to
@@ -28,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLUSTER_EXTRA_HINT", "ClusterSupportError", "Launch", "SlurmOptions", "launch_study"]
+__all__ = [
+    "CLUSTER_EXTRA_HINT",
+    "ClusterSupportError",
+    "Launch",
+    "LaunchError",
+    "SlurmOptions",
+    "launch_study",
+]
 
 #: How to install the launchers' dependency; quoted by the error when it is missing.
 CLUSTER_EXTRA_HINT = 'pip install "cxr_curriculum[cluster]"'
@@ -37,6 +45,10 @@ LAUNCHERS = ("local", "slurm")
 
 class ClusterSupportError(ImportError):
     """submitit is not installed (the message says how to install the extra)."""
+
+
+class LaunchError(RuntimeError):
+    """A local worker job failed; the message names the job, its log and the last error line."""
 
 
 def _submitit() -> Any:
@@ -178,7 +190,7 @@ def launch_study(
         ClusterSupportError: submitit is not installed.
         ConfigError: The study file is invalid.
         StudyFolderError: The output folder belongs to a different study.
-        RuntimeError: A local worker job failed (the message names its log).
+        LaunchError: A local worker job failed (the message names its log).
     """
     from cxr_curriculum.config.files import load_study
     from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT
@@ -216,13 +228,16 @@ def launch_study(
         executor.update_parameters(timeout_min=(slurm or SlurmOptions()).time)
         timeouts = [claim_timeout] * n
         jobs = executor.map_array(run_worker_job, [path] * n, range(n), [cwd] * n, timeouts)
+        done = []
         for job in jobs:
             try:
-                job.result()
+                done.append(job.result())
             except Exception as err:
-                raise RuntimeError(
+                raise LaunchError(
                     f"local worker job {job.job_id} failed (log: {job.paths.stderr}): "
                     f"{str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
                 ) from err
-    study.write_report()
+        if any(r.get("reported") for r in done):
+            return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs))
+    study.write_report()  # no worker completed the study here (or there was nothing to do)
     return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs))
