@@ -107,6 +107,7 @@ def bench_smoke(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_saliency.py", "adapters", "--smoke")
     session.run("python", "benchmarks/bench_curriculum.py", "--smoke")
     session.run("python", "benchmarks/bench_multilabel_nih.py", "--smoke")
+    session.run("python", "benchmarks/bench_workers.py", "--smoke")
 
 
 @nox.session(python=PYTHON)
@@ -151,6 +152,12 @@ def bench_multilabel_nih(session: nox.Session) -> None:
 def bench_curriculum(session: nox.Session) -> None:
     """The paper's claim: scratch vs single SSL stage vs curriculum on Kermany."""
     _bench(session, "bench_curriculum.py")
+
+
+@nox.session(python=PYTHON)
+def bench_workers(session: nox.Session) -> None:
+    """1 vs 2 study workers on one folder, claim overhead, takeover time (about 90 min)."""
+    _bench(session, "bench_workers.py")
 
 
 @nox.session(python=PYTHON)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _studies import tiny_study_toml
 from cxr_curriculum.data._root import data_root as _data_root
 
 
@@ -42,29 +43,6 @@ def one_thread() -> Iterator[None]:
 def sample_study_toml() -> Callable[..., str]:
     """Builds the TOML of a tiny study: scratch vs SimCLR, Kermany k-NN, bundled sample.
 
-    ``build(output, steps=1, evaluation="")``: ``output`` is the study folder, ``steps``
-    SimCLR's steps, ``evaluation`` extra lines appended to the ``[evaluation]`` table.
+    ``build(output, steps=1, evaluation="", top="")``: see ``tests/_studies.py``.
     """
-
-    def build(output: Path, *, steps: int = 1, evaluation: str = "") -> str:
-        return f"""
-output = "{output}"
-seeds = [0, 1]
-batch_size = 8
-image_size = 32
-[data]
-source = "sample"
-[[arms]]
-name = "scratch"
-[[arms]]
-name = "simclr"
-stages = [{{ method = "simclr", steps = {steps} }}]
-[[tasks]]
-kind = "kermany"
-root = "sample"
-[evaluation]
-fractions = [1.0]
-protocols = ["knn"]
-{evaluation}"""
-
-    return build
+    return tiny_study_toml

@@ -86,16 +86,25 @@ def test_study_resumes_after_a_kill_and_refuses_changed_settings(tmp_path: Path)
         changed.pending()
 
 
-def test_corrupted_cell_is_refused(tmp_path: Path) -> None:
+def test_corrupted_cell_is_set_aside_and_recomputed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     study = _study(tmp_path, protocols=["knn"])
     study.run(max_cells=1)
     key = study.cells()[0]
     path = study.output / key.relpath
     record = json.loads(path.read_text())
+    value = record["value"]
     record["value"] = 0.99
     path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match="sha256"):
-        _study(tmp_path, protocols=["knn"]).pending()
+    again = _study(tmp_path, protocols=["knn"])
+    with caplog.at_level("WARNING", logger="cxr_curriculum.study"):
+        assert key in again.pending()  # refused: counts as not computed
+    moved = list((study.output / "set_aside").rglob("knn-f1.json.*"))
+    assert len(moved) == 1 and json.loads(moved[0].read_text())["value"] == 0.99
+    assert f"{path} is damaged" in caplog.text and f"set aside to {moved[0]}" in caplog.text
+    again.run(max_cells=1)
+    assert json.loads(path.read_text())["value"] == value  # recomputed, same result
 
 
 def test_budgets_must_match() -> None:

@@ -143,6 +143,8 @@ def load_study(path: str | os.PathLike[str]) -> Any:
     from cxr_curriculum.config.study_file import study_from_table
 
     try:
-        return study_from_table(Table(read_toml(path)))
+        study = study_from_table(Table(read_toml(path)))
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from err
+    study.source = str(path)  # named by the output folder's design record
+    return study

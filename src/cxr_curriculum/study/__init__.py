@@ -9,6 +9,10 @@ Public names::
     build_task, TASK_KINDS                    # one builder per dataset kind
     Protocols                                 # downstream protocol settings
     CellKey, CellStore                        # the cell files on disk
+    Unit, UnitStatus                          # units of work: one per (arm, seed)
+    ClaimBoard, Claim, ClaimInfo              # claims on units, renewed by a heartbeat
+    StudyFolder, StudyFolderError             # the shared output folder, its lock, its errors
+    check_design, without_provenance          # one study per folder; comparing two reports
     compare_arms, two_level_interval          # statistics across seeds and patients
     ArmComparison, SeedDifference             # (intervals: stats.ConfidenceInterval,
                                               #  differences: stats.PairedComparison)
@@ -21,10 +25,16 @@ See ``docs/study.md``.
 
 from cxr_curriculum.study.arms import Arm, ArmStage, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
+from cxr_curriculum.study.claim_info import ClaimInfo
+from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT, ClaimBoard
 from cxr_curriculum.study.correlation import RankCorrelation, rank_correlation, spearman
+from cxr_curriculum.study.design import check_design
+from cxr_curriculum.study.folder import StudyFolder, StudyFolderError
 from cxr_curriculum.study.generic_tasks import BinaryTask, MultiLabelTask, split_by_patient
+from cxr_curriculum.study.heartbeat import Claim
 from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
 from cxr_curriculum.study.ordering import OrderRanking, OrderResult, rank_orders
+from cxr_curriculum.study.provenance import without_provenance
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols
 from cxr_curriculum.study.statistics import (
@@ -36,8 +46,10 @@ from cxr_curriculum.study.statistics import (
 from cxr_curriculum.study.study import Study
 from cxr_curriculum.study.task_kinds import TASK_KINDS, build_task
 from cxr_curriculum.study.tasks import KermanyTask, Task
+from cxr_curriculum.study.units import Unit, UnitStatus
 
 __all__ = [
+    "DEFAULT_CLAIM_TIMEOUT",
     "PROTOCOLS",
     "TASK_KINDS",
     "Arm",
@@ -46,6 +58,9 @@ __all__ = [
     "BinaryTask",
     "CellKey",
     "CellStore",
+    "Claim",
+    "ClaimBoard",
+    "ClaimInfo",
     "KermanyTask",
     "MultiLabelTask",
     "NIHFindingsTask",
@@ -55,10 +70,15 @@ __all__ = [
     "RankCorrelation",
     "SeedDifference",
     "Study",
+    "StudyFolder",
+    "StudyFolderError",
     "StudyResults",
     "Task",
+    "Unit",
+    "UnitStatus",
     "build_task",
     "check_budgets",
+    "check_design",
     "compare_arms",
     "rank_correlation",
     "rank_orders",
@@ -66,4 +86,5 @@ __all__ = [
     "split_by_patient",
     "two_level_interval",
     "weighted_macro_auroc",
+    "without_provenance",
 ]

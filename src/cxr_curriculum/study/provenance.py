@@ -1,7 +1,14 @@
-"""Where and how a run happened: command, library versions, machine.
+"""Where and how a run happened: command, library versions, machine, timings.
 
 Recorded in a study's ``results.json`` and, through ``benchmarks/_common.py``, in every
 benchmark record, so both describe a machine the same way.
+
+Two runs of one study give the same ``results.json`` in every statistical field however
+many workers computed it (cells are deterministic for a fixed thread count); only the
+provenance fields differ: ``date``, ``command``, ``machine`` (its load average) and,
+per cell, ``seconds``, ``run`` (threads, device, finish time) and the pretraining
+``seconds``. :func:`without_provenance` drops them, so that
+``without_provenance(a) == without_provenance(b)`` compares two runs.
 """
 
 from __future__ import annotations
@@ -20,7 +27,18 @@ import torch
 
 from cxr_curriculum._version import __version__
 
-__all__ = ["command_line", "cpu_name", "machine_info", "versions"]
+__all__ = [
+    "PROVENANCE_FIELDS",
+    "command_line",
+    "cpu_name",
+    "machine_info",
+    "versions",
+    "without_provenance",
+]
+
+#: Keys of ``results.json`` (at any depth) that record when, where and how fast a run
+#: happened rather than what it measured.
+PROVENANCE_FIELDS = frozenset({"date", "command", "machine", "seconds", "run"})
 
 _PACKAGES = ("torch", "torchvision", "numpy", "timm", "segmentation-models-pytorch")
 
@@ -69,3 +87,12 @@ def machine_info() -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def without_provenance(data: Any) -> Any:
+    """``data`` (e.g. a loaded ``results.json``) without :data:`PROVENANCE_FIELDS`, at any depth."""
+    if isinstance(data, dict):
+        return {k: without_provenance(v) for k, v in data.items() if k not in PROVENANCE_FIELDS}
+    if isinstance(data, list):
+        return [without_provenance(v) for v in data]
+    return data

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from cxr_curriculum._artefacts import atomic_write_bytes
 from cxr_curriculum.curriculum.checkpoint import atomic_write_json
 from cxr_curriculum.study.cells import CellKey
 from cxr_curriculum.study.correlation import rank_correlation
@@ -308,7 +309,7 @@ class StudyResults:
         data = self.to_dict()
         atomic_write_json(data, folder / "results.json")
         text = markdown_report(data)
-        (folder / "report.md").write_text(text)
+        atomic_write_bytes(folder / "report.md", text.encode(), what="study report")
         if figures:
             with contextlib.suppress(ImportError):
                 write_figures(data, folder)

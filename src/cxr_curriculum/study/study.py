@@ -2,9 +2,11 @@
 
 A study answers "does this curriculum beat one stage, ImageNet or scratch, and does the
 better model look at the lungs?" with several training seeds, budget-matched arms and
-statistics across runs (:mod:`.statistics`). Work runs in seed-major order (every arm
-and cell of seed 0, then seed 1, ...) so that a partial study holds complete seeds.
-Each (arm, seed) pretraining runs once and serves every downstream cell of it; each
+statistics across runs (:mod:`.statistics`). The work is split into **units**, one per
+(arm, seed) (:mod:`.units`): each pretrains once and computes every downstream cell of
+that backbone. Units run in seed-major order (every arm of seed 0, then seed 1, ...) so
+that a partial study holds complete seeds, and any number of processes may work on one
+output folder at once, each claiming units (:mod:`.claims`, :mod:`.loop`). Each
 finished cell is a small JSON (:mod:`.cells`), so a killed study resumes where it
 stopped. See ``docs/study.md``.
 """
@@ -25,9 +27,13 @@ from cxr_curriculum.curriculum import data_fingerprint
 from cxr_curriculum.data import PoolExclusion, dataset_files, exclude_test_images
 from cxr_curriculum.study.arms import Arm, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
+from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT, ClaimBoard
+from cxr_curriculum.study.design import check_design
+from cxr_curriculum.study.loop import WorkLoop, distributed
 from cxr_curriculum.study.results import StudyResults
-from cxr_curriculum.study.runner import PROTOCOLS, Protocols
+from cxr_curriculum.study.runner import PROTOCOLS, Protocols, imagenet_status
 from cxr_curriculum.study.tasks import Task
+from cxr_curriculum.study.units import Unit, UnitStatus, unit_status
 from cxr_curriculum.study.worker import ArmSeedWorker, OnCell, is_main
 
 __all__ = ["Study"]
@@ -116,6 +122,13 @@ class Study:
         self.store = CellStore(self.output)
         self._pool_fp: str | None = None
         self.unavailable: dict[str, str] = {}
+        #: The study file this study was read from (``None``: built in Python); the
+        #: output folder's design record names it.
+        self.source: str | None = None
+        #: Whether the last :meth:`run` wrote the final (or, stopped early, the partial)
+        #: ``results.json`` and ``report.md``.
+        self.reported = False
+        self._imagenet_checked: set[str] = set()
 
     # ------------------------------------------------------------------ pool
     def _filtered_pool(self) -> tuple[Dataset[Any] | None, dict[str, PoolExclusion]]:
@@ -211,53 +224,127 @@ class Study:
 
     def pending(self) -> list[CellKey]:
         """Cells not finished yet (a finished cell with changed settings raises)."""
+        self.store.refresh()
         return [k for k in self.cells() if self.store.read(k, self.settings(k)) is None]
 
-    # ------------------------------------------------------------------ running
-    def run(self, *, max_cells: int | None = None, on_cell: OnCell | None = None) -> StudyResults:
-        """Compute every unfinished cell, then write ``results.json`` and ``report.md``.
+    # ------------------------------------------------------------------ units
+    def units(self) -> list[Unit]:
+        """Every (arm, seed) unit: unit ``K`` is ``seeds[K // A]`` with ``arms[K % A]``."""
+        cells = self.cells()
+        out: list[Unit] = []
+        for seed in self.seeds:
+            for arm in self.arms:
+                keys = tuple(k for k in cells if k.seed == seed and k.arm == arm.name)
+                out.append(Unit(len(out), arm, seed, keys))
+        return out
+
+    def unit_status(
+        self, claims: ClaimBoard | float | None = DEFAULT_CLAIM_TIMEOUT
+    ) -> list[UnitStatus]:
+        """Where every unit stands: finished cells, claim, state (see :class:`UnitStatus`).
 
         Args:
-            max_cells: Stop after computing this many cells (a partial study resumes).
+            claims: The claims (or the claim timeout in seconds that makes one stale);
+                ``None`` ignores claims.
+        """
+        board = claims
+        if claims is not None and not isinstance(claims, ClaimBoard):
+            board = ClaimBoard(self.store.folder, float(claims))
+        self._check_imagenet()
+        return unit_status(self, board if isinstance(board, ClaimBoard) else None)
+
+    def _check_imagenet(self) -> None:
+        for arm in self.arms:
+            if arm.start == "imagenet" and arm.name not in self._imagenet_checked:
+                self._imagenet_checked.add(arm.name)
+                status = imagenet_status(arm, self.arch)
+                if status is not None:
+                    self.unavailable[arm.name] = status
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        *,
+        max_cells: int | None = None,
+        on_cell: OnCell | None = None,
+        unit: int | None = None,
+        claim_timeout: float = DEFAULT_CLAIM_TIMEOUT,
+    ) -> StudyResults:
+        """Compute unfinished units as one worker, then write the report if it is due.
+
+        Any number of processes may run this on one output folder at once (see
+        :mod:`cxr_curriculum.study.loop`): each claims the next unit nobody holds, takes
+        over units whose claim went stale, waits while live workers hold the rest, and
+        the one that completes the study writes ``results.json`` and ``report.md``.
+
+        Args:
+            max_cells: Stop after computing this many cells (a partial study resumes);
+                the partial results are written.
             on_cell: Called as ``on_cell(key, record)`` after each cell is written.
+            unit: Compute unit ``unit`` only (its index in :meth:`units`); if that
+                completes the study, the report is written.
+            claim_timeout: Seconds without a heartbeat after which a claim is stale.
 
         Returns:
             The :class:`StudyResults` of every finished cell.
+
+        Raises:
+            StudyFolderError: The output folder belongs to a different study (checked
+                before any work), or ``unit`` is held by a live worker.
+            ArtefactWriteError: The output folder is read-only or full.
         """
         self.check()
-        pending = self.pending()
+        self.reported = False
+        units = self.units()
+        if unit is not None and not 0 <= unit < len(units):
+            raise ValueError(f"unit must lie in 0..{len(units) - 1} for this study; got {unit}")
         main = is_main()
+        check_design(self, record=main)
+        board = None if distributed() else ClaimBoard(self.store.folder, claim_timeout)
         total = len(self.cells())
         bar = tqdm(
             total=total,
-            initial=total - len(pending),
+            initial=total - len(self.pending()),
             desc="study cells",
             unit="cell",
             disable=not main or (self.progress is False) or (self.progress is None and not _tty()),
         )
-        worker = ArmSeedWorker(self, bar, total - len(pending), total, on_cell)
-        done = 0
+        loop = WorkLoop(self, ArmSeedWorker(self, bar, on_cell), board, max_cells)
         try:
-            for seed in self.seeds:
-                before = done
-                for arm in self.arms:
-                    todo = [k for k in pending if k.seed == seed and k.arm == arm.name]
-                    if not todo or (max_cells is not None and done >= max_cells):
-                        continue
-                    budget = None if max_cells is None else max_cells - done
-                    done += worker.run(arm, seed, todo, budget)
-                if main and done > before and seed != self.seeds[-1]:
-                    self.results().write(self.output)  # partial results after every seed
+            if unit is None:
+                loop.run_all()
+            else:
+                loop.run_one(units[unit])
         finally:
             bar.close()
-        results = self.results()
-        if main:
+        stopped_early = max_cells is not None and loop.worker.computed >= max_cells
+        self.reported = main and (loop.report_due or stopped_early)
+        return self.write_report() if self.reported else self.results()
+
+    def run_worker(self, *, claim_timeout: float = DEFAULT_CLAIM_TIMEOUT) -> StudyResults:
+        """``study FILE --worker``: :meth:`run` without a progress bar (logs only)."""
+        progress, self.progress = self.progress, False
+        try:
+            return self.run(claim_timeout=claim_timeout)
+        finally:
+            self.progress = progress
+
+    def write_report(self) -> StudyResults:
+        """Write ``results.json`` and ``report.md`` from every finished cell.
+
+        Report writes of several workers are serialised, and each re-reads the cells.
+        """
+        with self.store.folder.lock(".report.lock"):
+            self._check_imagenet()
+            self.store.refresh()
+            results = self.results()
             results.write(self.output)
         return results
 
     # ------------------------------------------------------------------ results
     def results(self) -> StudyResults:
         """The statistics of every finished cell (no computation of new cells)."""
+        self.store.refresh()
         finished = {}
         for key in self.cells():
             record = self.store.read(key, self.settings(key))

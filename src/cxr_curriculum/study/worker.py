@@ -1,17 +1,18 @@
-"""Computing the cells of one (arm, seed): pretrain once, then every downstream cell.
+"""Computing one unit, i.e. the cells of one (arm, seed): pretrain once, then every cell.
 
 The frozen-feature protocols (kNN, linear probe) of one task share one pass of the
 backbone over the training and test sets (:class:`~cxr_curriculum.evaluation.FrozenFeatures`);
 fine-tuning trains a copy, so one pretrained backbone serves every cell. Under
 ``torchrun`` every process pretrains (data-parallel) and only rank 0 evaluates and
-writes; the others wait at a barrier.
+writes; the others wait at a barrier. With a :class:`~cxr_curriculum.study.claims.Claim`
+the worker reports what it is doing into the claim (the heartbeat writes it) and stops at
+the next cell if the claim was lost to another worker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -23,17 +24,23 @@ from torch import nn
 from cxr_curriculum.evaluation import FrozenFeatures
 from cxr_curriculum.study.arms import Arm
 from cxr_curriculum.study.cells import CellKey
-from cxr_curriculum.study.runner import AttentionInputs, imagenet_status, pretrain, run_cell
+from cxr_curriculum.study.heartbeat import Claim
+from cxr_curriculum.study.runner import AttentionInputs, pretrain, run_cell
 from cxr_curriculum.study.tasks import Task
+from cxr_curriculum.study.units import pretraining_progress
 
 if TYPE_CHECKING:
     from cxr_curriculum.study.study import Study
 
-__all__ = ["ArmSeedWorker", "OnCell", "is_main"]
+__all__ = ["ArmSeedWorker", "ClaimLostError", "OnCell", "is_main"]
 
 logger = logging.getLogger("cxr_curriculum.study")
 #: Called as ``on_cell(key, record)`` after each cell is written.
 OnCell = Callable[[CellKey, dict[str, Any]], None]
+
+
+class ClaimLostError(RuntimeError):
+    """Another worker took this worker's unit over (it was stopped past the timeout)."""
 
 
 def is_main() -> bool:
@@ -48,43 +55,49 @@ def is_main() -> bool:
 
 
 class ArmSeedWorker:
-    """Runs the unfinished cells of a study, one (arm, seed) at a time.
+    """Computes units of a study, one (arm, seed) at a time.
 
     Args:
         study: The study (settings, store, tasks).
         bar: A tqdm bar advanced once per cell.
-        done_before: Cells finished before this run (for the log's counts).
-        total: Cells of the study.
         on_cell: Optional callback after each written cell.
     """
 
-    def __init__(
-        self, study: Study, bar: Any, done_before: int, total: int, on_cell: OnCell | None
-    ) -> None:
+    def __init__(self, study: Study, bar: Any, on_cell: OnCell | None) -> None:
         self.study, self.bar, self.on_cell = study, bar, on_cell
-        self.done_before, self.total, self.computed = done_before, total, 0
-        self.start = time.perf_counter()
+        self.computed = 0
         self._segmenter: Any = None
         self._attention: dict[str, AttentionInputs] = {}
 
-    def run(self, arm: Arm, seed: int, todo: list[CellKey], budget: int | None) -> int:
+    def run(
+        self,
+        arm: Arm,
+        seed: int,
+        todo: list[CellKey],
+        budget: int | None,
+        claim: Claim | None = None,
+    ) -> int:
         """Pretrain ``arm`` with ``seed`` and compute ``todo`` (at most ``budget`` cells).
 
         Returns:
             The number of cells computed.
+
+        Raises:
+            ClaimLostError: ``claim`` was taken over by another worker.
         """
         study = self.study
-        status = imagenet_status(arm, study.arch)
-        if status is not None:
-            study.unavailable[arm.name] = status
-            self.bar.update(len(todo))
-            return 0
+        checkpoint_dir = study.pretrain_dir / arm.folder / f"seed{seed}"
+        if claim is not None:
+            claim.status = {"phase": "pretraining", "stage": f"0/{len(arm.stages)}"}
+            claim.progress = lambda: pretraining_progress(checkpoint_dir, arm)
         backbone, record = pretrain(
             arm, seed, arch=study.arch, data=study.pretrain_data, batch_size=study.batch_size,
             image_size=study.image_size, device=study.device, workers=study.workers,
-            checkpoint_dir=study.pretrain_dir / arm.folder / f"seed{seed}",
+            checkpoint_dir=checkpoint_dir,
         )  # fmt: skip
         count = 0
+        if claim is not None:
+            claim.progress = None
         if is_main():
             backbone.eval()
             for task in study.tasks:
@@ -97,26 +110,28 @@ class ArmSeedWorker:
                 for key in keys:
                     if budget is not None and count >= budget:
                         break
+                    if claim is not None:
+                        if claim.lost.is_set():
+                            raise ClaimLostError(f"{claim.path} was taken over by another worker")
+                        claim.status = {"phase": "cells", "cell": key.relpath, "cells_done": count}
                     cell = self._cell(key, backbone, task, frozen)
                     cell.update(pretrain=record, settings=study.settings(key))
-                    study.store.write(key, cell)
+                    written = study.store.write(key, cell)
                     count += 1
-                    self._log(key, cell)
+                    self._log(key, cell, written is None)
                     if self.on_cell is not None:
                         self.on_cell(key, cell)
         if dist.is_available() and dist.is_initialized():
             dist.barrier()
         return count
 
-    def _log(self, key: CellKey, cell: dict[str, Any]) -> None:
+    def _log(self, key: CellKey, cell: dict[str, Any], kept: bool) -> None:
         self.bar.update(1)
         self.computed += 1
-        elapsed = time.perf_counter() - self.start
-        left = (self.total - self.done_before - self.computed) * elapsed / self.computed
         logger.info(
-            "cell %d/%d %s: %s %.4f (%.1f s); about %.0f min left",
-            self.done_before + self.computed, self.total, key.relpath, cell["metric"],
-            cell["value"], cell["seconds"], left / 60,
+            "computed cell %s: %s %.4f (%.1f s)%s",
+            key.relpath, cell["metric"], cell["value"], cell["seconds"],
+            "; another worker had recorded it first: its file is kept" if kept else "",
         )  # fmt: skip
 
     def _cell(self, key: CellKey, backbone: nn.Module, task: Task, frozen: Any) -> dict[str, Any]:
