@@ -7,6 +7,7 @@ Public names::
     rank_orders, OrderRanking, OrderResult    # compare candidate stage orders on a proxy
     LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
     CurriculumError, NonFiniteLossError, CollapseError   # why a stage stopped
+    DivergenceRule, DivergenceError           # divergence measured against the run itself
     ArtefactIntegrityError, ArtefactWriteError           # a damaged file, a failed write
     load_checkpoint, data_fingerprint, embedding_std, METRIC_FIELDS
 """
@@ -16,10 +17,12 @@ from __future__ import annotations
 from cxr_curriculum._artefacts import ArtefactIntegrityError, ArtefactWriteError
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint
 from cxr_curriculum.curriculum.curriculum import Curriculum, StageResult
+from cxr_curriculum.curriculum.divergence import DivergenceRule
 from cxr_curriculum.curriculum.metrics_log import (
     METRIC_FIELDS,
     CollapseError,
     CurriculumError,
+    DivergenceError,
     NonFiniteLossError,
     embedding_std,
 )
@@ -37,6 +40,8 @@ __all__ = [
     "CollapseError",
     "Curriculum",
     "CurriculumError",
+    "DivergenceError",
+    "DivergenceRule",
     "KNNMonitor",
     "NonFiniteLossError",
     "OrderRanking",

@@ -3,8 +3,9 @@
 The manifest records the library, torch and Python versions, the seed, and for every
 stage its settings (:meth:`Stage.config`), a fingerprint of its data
 (:func:`~cxr_curriculum.curriculum.sampling.data_fingerprint`), a hash of both, its
-status (``pending``, ``running``, ``done``, ``failed``), the steps done and the sha256
-of every file it wrote (``files``). Every checkpoint carries its stage's hash too. A
+status (``pending``, ``running``, ``done``, ``failed``), the steps done, the sha256
+of every file it wrote (``files``) and the thresholds of its divergence rule
+(``divergence``, not part of the hash). Every checkpoint carries its stage's hash too. A
 rerun that changed a stage which already has progress stops with a ``ValueError``
 naming the fields that differ, instead of silently mixing two different runs; with
 ``resume="continue"`` a stage that has not finished may change its optimiser settings
@@ -243,6 +244,7 @@ def _entry(index: int, stage: Stage, folder: Path | None) -> dict[str, Any]:
         "steps_done": 0,
         "total_steps": None,
         "files": {},
+        "divergence": None if stage.divergence is None else stage.divergence.config(),
     }
 
 

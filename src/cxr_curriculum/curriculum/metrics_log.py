@@ -2,7 +2,8 @@
 
 A stage logs one row every ``log_every`` optimiser steps to ``metrics.csv`` and, at each
 checkpoint and at the end, the whole table to ``metrics.json``. Training stops with a
-clear error when the loss is not finite (:class:`NonFiniteLossError`) or when the
+clear error when the loss is not finite (:class:`NonFiniteLossError`), when the run
+diverges by its own measure (:class:`DivergenceError`) or when the
 embeddings collapse to a point (:class:`CollapseError`): the standard deviation of the
 L2-normalised embeddings, scaled by ``sqrt(D)``, stays below a threshold. The scaled std
 is about 1 for well-spread embeddings and 0 for a collapse (the monitor of SimSiam,
@@ -29,6 +30,7 @@ __all__ = [
     "CollapseError",
     "CollapseMonitor",
     "CurriculumError",
+    "DivergenceError",
     "MetricsLog",
     "NonFiniteLossError",
     "embedding_std",
@@ -48,6 +50,16 @@ class CurriculumError(RuntimeError):
 
 class NonFiniteLossError(CurriculumError):
     """The loss, or the model's weights or running statistics, became NaN or infinite."""
+
+
+class DivergenceError(NonFiniteLossError):
+    """The run diverged by its own measure before anything became NaN: its loss rose far
+    above its early level or its method's chance level, or its feature scale far above
+    the stage's start (:class:`~cxr_curriculum.curriculum.DivergenceRule`).
+
+    A subclass of :class:`NonFiniteLossError`, so ``except NonFiniteLossError`` catches
+    every divergence stop.
+    """
 
 
 class CollapseError(CurriculumError):
