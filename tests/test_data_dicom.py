@@ -189,6 +189,12 @@ def _truncated(tmp_path: Path) -> Path:
     return tmp_path / "cut.dcm"
 
 
+def _cut_in_header(tmp_path: Path) -> Path:
+    full = _save(_dataset(_ramp()), tmp_path / "full.dcm").read_bytes()
+    (tmp_path / "cut300.dcm").write_bytes(full[:300])
+    return tmp_path / "cut300.dcm"
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
@@ -196,6 +202,7 @@ def _truncated(tmp_path: Path) -> Path:
         (_no_pixels, "DICOM object without pixel data (Basic Text SR Storage)"),
         (_palette, "unsupported DICOM Photometric Interpretation PALETTE COLOR"),
         (_truncated, "corrupt or truncated DICOM pixel data"),
+        (_cut_in_header, "truncated DICOM file (300 bytes"),
     ],
 )
 def test_unusable_dicom_objects_never_leak_identifiers(
@@ -391,3 +398,22 @@ def test_loaders_and_segmenter_take_a_dicom_folder(data_root: Path, segmenter: o
     assert (
         by_path.shape == (1, 2, 440, 440) and 0.2 < float(by_path.any(dim=1).float().mean()) < 0.6
     )
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "film", ["nih-dicom/00000001_000.dcm", "canon-dx/966_fixed.dcm", "acr-nema/CR-MONO1-10-chest"]
+)
+def test_a_real_film_cut_to_a_few_hundred_bytes_is_called_truncated(
+    data_root: Path, tmp_path: Path, film: str
+) -> None:
+    # Issue 18: such a file was reported as "DICOM object without pixel data (unknown SOP
+    # class)"; it is a cut copy, and the message says so.
+    data = (data_root / "dicom-cxr" / film).read_bytes()
+    for size in (132, 200, 300, 400, 600, 1000, 5000, len(data) // 2):
+        cut = tmp_path / f"cut{size}"
+        cut.write_bytes(data[:size])
+        with pytest.raises(ImageReadError) as info:
+            read_image(cut)
+        assert "truncated" in info.value.reason, (size, info.value.reason)
+        assert "without pixel data (unknown" not in info.value.reason

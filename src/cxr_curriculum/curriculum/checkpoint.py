@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,19 @@ __all__ = [
 _DEFAULT_REMEDY = "delete it (a rerun writes it again) or restore it from a backup"
 
 
-def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Written:
+def atomic_save(
+    obj: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    before_replace: Callable[[Written], object] | None = None,
+) -> Written:
     """``torch.save`` a checkpoint dict atomically, with the sha256 of its contents inside.
 
     Args:
         obj: tensors and plain containers, as a mapping with string keys.
         path: the target file; its folder is created.
+        before_replace: see :func:`~cxr_curriculum._artefacts.atomic_write` (the run
+            manifest records the new file's sha256 as pending there).
 
     Returns:
         The file written and its sha256 (what the run manifest records).
@@ -65,7 +72,13 @@ def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Written
     state = {k: v for k, v in obj.items() if k != CONTENT_KEY}
     state[CONTENT_KEY] = content_sha256(state)
     size = payload_nbytes(state) + 64 * 1024
-    return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", size_hint=size)
+    return atomic_write(
+        path,
+        lambda f: torch.save(state, f),
+        what="checkpoint",
+        size_hint=size,
+        before_replace=before_replace,
+    )
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike[str]) -> Path:

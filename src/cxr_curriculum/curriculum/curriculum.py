@@ -32,7 +32,6 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
-from cxr_curriculum._artefacts import sha256_file
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint
 from cxr_curriculum.curriculum.distributed import (
     barrier,
@@ -243,7 +242,10 @@ class Curriculum:
     ) -> StageResult:
         t0 = time.perf_counter()
         final = folder / "final.pt" if folder is not None else None
+        if manifest is not None and folder is not None and run.dist.is_main:
+            manifest.forget_missing(index, folder)  # deleted as an error advised: trained again
         if manifest is not None and final is not None and folder is not None and final.exists():
+            manifest.verify(index, final, _FINAL_REMEDY)  # the whole file, zip metadata too
             state = manifest.check(load_checkpoint(final, remedy=_FINAL_REMEDY), index)
             backbone.load_state_dict(state["backbone"])
             if run.dist.is_main:
@@ -263,10 +265,8 @@ class Curriculum:
         last = folder / "last.pt" if folder is not None else None
         resume = None
         if manifest is not None and last is not None and last.exists():
+            manifest.verify(index, last, _LAST_REMEDY)
             resume = manifest.check(load_checkpoint(last, remedy=_LAST_REMEDY), index)
-            sha = sha256_file(last)  # a run killed before recording it left an old record
-            if run.dist.is_main and manifest.data["stages"][index]["files"].get("last.pt") != sha:
-                manifest.record(index, **{"last.pt": sha})
         log_folder = (
             None
             if self.log_dir is None

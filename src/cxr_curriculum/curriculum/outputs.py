@@ -73,11 +73,10 @@ def ensure_backbone_file(
     if info is None:
         if path.exists():
             logger.warning("%s is incomplete, changed or out of date; writing it again", path)
-        sidecar = backbone.save(path, **meta)  # type: ignore[operator]
+        backbone.save(path, **meta)  # type: ignore[operator]
         info = verify_backbone_file(path)
-    else:
-        sidecar = path.with_suffix(".json")
-    return {path.name: str(info["sha256"]), Path(sidecar).name: sha256_file(sidecar)}
+    sidecar = path.with_suffix(".json")
+    return {path.name: str(info["sha256"]), sidecar.name: sha256_file(sidecar)}
 
 
 def save_finished_stage(

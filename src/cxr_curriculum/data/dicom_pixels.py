@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cxr_curriculum.data.dicom import open_dicom, pydicom_module, quiet_pydicom
+from cxr_curriculum.data.dicom import open_dicom, pydicom_module, quiet_pydicom, truncation
 from cxr_curriculum.data.errors import DICOM_EXTRA_HINT, DicomSupportError, ImageReadError
 from cxr_curriculum.data.windowing import (
     Window,
@@ -59,6 +59,9 @@ class DicomPixels(NamedTuple):
 def _check_image_object(path: Path, ds: Any) -> str:
     """The photometric interpretation, or ImageReadError for what cannot be shown."""
     if "PixelData" not in ds:
+        cut = truncation(path, ds)
+        if cut is not None:
+            raise ImageReadError(path, f"{cut}; copy the file again from its source")
         sop = ds.get("SOPClassUID")
         kind = getattr(sop, "name", None) or "unknown SOP class"
         raise ImageReadError(path, f"DICOM object without pixel data ({kind})")
