@@ -146,7 +146,7 @@ def truncation(path: str | os.PathLike[str], ds: Any) -> str | None:
     if len(ds) == 0:
         return f"truncated DICOM file ({size} bytes): no data set could be read from it"
     end = 0
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
         raw = ds.get_item(tag)
         tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
         if isinstance(tell, int) and isinstance(length, int) and length != _UNDEFINED_LENGTH:
