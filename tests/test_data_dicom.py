@@ -417,3 +417,37 @@ def test_a_real_film_cut_to_a_few_hundred_bytes_is_called_truncated(
             read_image(cut)
         assert "truncated" in info.value.reason, (size, info.value.reason)
         assert "without pixel data (unknown" not in info.value.reason
+
+
+@pytest.mark.realdata
+def test_a_header_window_outside_the_film_falls_back_to_its_own_range(
+    data_root: Path, tmp_path: Path
+) -> None:
+    # Issue 18: a valid 16-bit film whose header window lies outside its stored values read
+    # as a constant image under window="auto". Edited copy of a real 15-bit film.
+    from cxr_curriculum.data import DicomWindowWarning, window_fallbacks
+    from cxr_curriculum.data.dicom_pixels import read_dicom
+
+    source = data_root / "dicom-cxr" / "wg04-rg1" / "RG1_UNCR.dcm"
+    ds = pydicom.dcmread(source)
+    stored = ds.pixel_array
+    assert ds.BitsStored == 15 and 0 < stored.min() < stored.max() < 60000 - 500
+    ds.WindowCenter, ds.WindowWidth = 60000, 1000  # above every stored value
+    ds.PixelData = ds.PixelData  # keep the pixels as they are
+    hidden = tmp_path / "hidden.dcm"
+    ds.save_as(hidden)
+    voi = read_image(hidden, window="voi")[0]
+    assert float(voi.std()) == 0.0  # what "auto" showed before: a constant image
+    with pytest.warns(DicomWindowWarning, match=rf"{hidden}: its VOI window \(center 60000"
+                      r", width 1000\) puts 100\.0 % of the film's pixels below it"):  # fmt: skip
+        auto = read_image(hidden)[0]
+    assert torch.equal(auto, read_image(hidden, window="minmax")[0])  # the film's own range
+    assert float(auto.std()) > 0.1
+    pixels = read_dicom(hidden)
+    assert pixels.window == "minmax-fallback" and "window='voi'" in str(pixels.note)
+    assert str(hidden) in window_fallbacks()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per file: no second warning
+        read_image(hidden)
+        healthy = read_dicom(source)  # the film's own window shows it: no fallback
+    assert healthy.window == "voi-window" and healthy.note is None

@@ -17,6 +17,7 @@ from cxr_curriculum.data.chexpert import (
 )
 from cxr_curriculum.data.covid import COVID_VS_OTHER, V7_IGNORE_VALUE, CovidChestXray
 from cxr_curriculum.data.dicom import DicomMeta, read_dicom_meta
+from cxr_curriculum.data.dicom_pixels import DicomWindowWarning, window_fallbacks
 from cxr_curriculum.data.errors import DicomSupportError
 from cxr_curriculum.data.findings import (
     CANONICAL_FINDINGS,
@@ -106,6 +107,7 @@ __all__ = [
     "DecodedCache",
     "DicomMeta",
     "DicomSupportError",
+    "DicomWindowWarning",
     "FindingMap",
     "FindingsPool",
     "ImageFiles",
@@ -152,4 +154,5 @@ __all__ = [
     "read_mask",
     "read_table",
     "scan_files",
+    "window_fallbacks",
 ]
