@@ -3,6 +3,7 @@
 Public names::
 
     Stage, Curriculum, StageResult            # compose and run curricula
+    Keep, KEEP                                # what a finished run keeps on disk
     KNNMonitor, StageMonitor                  # downstream scores logged during a stage
     rank_orders, OrderRanking, OrderResult    # compare candidate stage orders on a proxy
     LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
@@ -29,10 +30,12 @@ from cxr_curriculum.curriculum.metrics_log import (
 from cxr_curriculum.curriculum.monitor import KNNMonitor, StageMonitor
 from cxr_curriculum.curriculum.optim import LARS, WarmupCosine, build_optimizer
 from cxr_curriculum.curriculum.ordering import OrderRanking, OrderResult, rank_orders
+from cxr_curriculum.curriculum.outputs import KEEP, Keep
 from cxr_curriculum.curriculum.sampling import data_fingerprint
 from cxr_curriculum.curriculum.stage import Stage
 
 __all__ = [
+    "KEEP",
     "LARS",
     "METRIC_FIELDS",
     "ArtefactIntegrityError",
@@ -43,6 +46,7 @@ __all__ = [
     "DivergenceError",
     "DivergenceRule",
     "KNNMonitor",
+    "Keep",
     "NonFiniteLossError",
     "OrderRanking",
     "OrderResult",

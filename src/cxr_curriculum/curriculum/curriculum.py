@@ -32,7 +32,7 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
-from cxr_curriculum.curriculum.checkpoint import load_checkpoint
+from cxr_curriculum.curriculum.checkpoint import load_checkpoint, read_json
 from cxr_curriculum.curriculum.distributed import (
     barrier,
     init_distributed,
@@ -42,6 +42,11 @@ from cxr_curriculum.curriculum.manifest import RunManifest
 from cxr_curriculum.curriculum.metrics_log import METRIC_FIELDS, MetricsLog
 from cxr_curriculum.curriculum.outputs import (
     BACKBONE_FILE,
+    KEEP,
+    Keep,
+    load_pruned_stage,
+    prune_run,
+    prune_stage,
     save_finished_stage,
     settle_finished_stage,
     write_run_backbone,
@@ -87,6 +92,14 @@ class Curriculum:
         sync_batchnorm: convert BatchNorm to SyncBatchNorm under multi-GPU DDP.
         find_unused_parameters: passed to ``DistributedDataParallel``.
         backend: process-group backend under torchrun (``None``: nccl on GPU, gloo on CPU).
+        keep: what stays on disk once stages are done (each weights file of a ResNet-18
+            is about 43 MB): ``"all"`` (default) keeps every stage's ``final.pt`` and
+            backbone file; ``"backbones"`` deletes a finished stage's ``final.pt`` (its
+            backbone file holds the same weights); ``"final"`` also deletes the stages'
+            backbone files once the run's ``backbone.safetensors`` is written, leaving
+            one weights file per run. Metrics and the manifest always stay; a rerun skips
+            removed stages without training them again (the manifest lists what was
+            removed under ``pruned``).
 
     Raises:
         ValueError: on an empty or invalid stage list or an invalid option.
@@ -110,6 +123,7 @@ class Curriculum:
         sync_batchnorm: bool = False,
         find_unused_parameters: bool = True,
         backend: str | None = None,
+        keep: Keep = "all",
     ) -> None:
         self.stages = list(stages)
         if not self.stages or not all(isinstance(s, Stage) for s in self.stages):
@@ -129,6 +143,8 @@ class Curriculum:
             raise ValueError(f"amp must be None, False, True, 'bf16' or 'fp16'; got {amp!r}")
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an int >= 0; got {seed!r}")
+        if keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}; got {keep!r}")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.log_dir = Path(log_dir) if log_dir is not None else self.checkpoint_dir
         self.seed, self.resume = seed, resume
@@ -136,6 +152,7 @@ class Curriculum:
         self.device, self.amp, self.channels_last = device, amp, channels_last
         self.deterministic, self.sync_batchnorm = deterministic, sync_batchnorm
         self.find_unused_parameters, self.backend = find_unused_parameters, backend
+        self.keep: Keep = keep
         self._run: RunSettings | None = None
         self._manifest: RunManifest | None = None
 
@@ -224,6 +241,9 @@ class Curriculum:
                 self._manifest = RunManifest.open(
                     self.checkpoint_dir, self.stages, self.seed, info, self.resume, self._folder
                 )
+                if self._manifest.data.get("keep") != self.keep:
+                    self._manifest.data["keep"] = self.keep
+                    self._manifest.write()
         return self._run, self._manifest
 
     def _run_info(self, run: RunSettings) -> dict[str, Any]:
@@ -251,6 +271,10 @@ class Curriculum:
             if run.dist.is_main:
                 info = self._run_info(run)
                 settle_finished_stage(manifest, index, folder, state, backbone, info)
+            if self.keep != "all":
+                barrier(run.dist)  # every process has read final.pt
+                if run.dist.is_main:
+                    prune_stage(manifest, index, folder, self.keep)
             self._finish_run(index, backbone, run, manifest)
             return StageResult(
                 index,
@@ -262,6 +286,8 @@ class Curriculum:
                 final,
                 list(state["metrics"]),
             )
+        if manifest is not None and folder is not None and manifest.is_pruned(index):
+            return self._skip_pruned(index, stage, backbone, run, manifest, folder, t0)
         last = folder / "last.pt" if folder is not None else None
         resume = None
         if manifest is not None and last is not None and last.exists():
@@ -306,6 +332,7 @@ class Curriculum:
             if manifest is not None and folder is not None:
                 state = {"total_steps": total, "metrics": metrics.rows}
                 save_finished_stage(manifest, index, folder, backbone, state, self._run_info(run))
+                prune_stage(manifest, index, folder, self.keep)
         barrier(run.dist)
         logger.info("stage %d (%s) finished %d steps", index, stage.label, total)
         self._finish_run(index, backbone, run, manifest)
@@ -329,7 +356,46 @@ class Curriculum:
             return
         if run.dist.is_main:
             write_run_backbone(manifest, backbone, path, self._run_info(run))
+            folders = [self._folder(i) for i in range(len(self.stages))]
+            prune_run(manifest, [f for f in folders if f is not None], path, self.keep)
         barrier(run.dist)
+
+    def _skip_pruned(
+        self,
+        index: int,
+        stage: Stage,
+        backbone: nn.Module,
+        run: RunSettings,
+        manifest: RunManifest,
+        folder: Path,
+        t0: float,
+    ) -> StageResult:
+        """A finished stage whose ``final.pt`` was removed (``keep=``): load its weights
+        from the file that still holds them, or go on if a later stage is done too."""
+        path = self.backbone_path
+        assert path is not None
+        if not load_pruned_stage(manifest, index, folder, path, backbone):
+            later = manifest.data["stages"][index + 1 :]
+            if not all(e.get("status") == "done" for e in later):
+                raise ValueError(
+                    f"stage {index} ({stage.label}) in {self.checkpoint_dir} is done but its "
+                    "weights were removed (keep='final') and a later stage needs them; rerun "
+                    "with resume='never' or another checkpoint_dir"
+                )
+        self._finish_run(index, backbone, run, manifest)
+        entry = manifest.data["stages"][index]
+        log = self.log_dir / folder.name / "metrics.json" if self.log_dir is not None else None
+        rows = list(read_json(log).get("rows", [])) if log is not None and log.is_file() else []
+        return StageResult(
+            index,
+            stage.label,
+            int(entry.get("total_steps") or 0),
+            True,
+            0,
+            time.perf_counter() - t0,
+            None,
+            rows,
+        )
 
 
 _FINAL_REMEDY = (

@@ -55,7 +55,8 @@ logger = logging.getLogger("cxr_curriculum.curriculum")
 FORMAT_VERSION = 3
 #: Fields of a stage's entry that a rerun carries over from the manifest on disk.
 _CARRIED = (
-    "status", "steps_done", "total_steps", "files", "pending", "changes", "accepted_hashes",
+    "status", "steps_done", "total_steps", "files", "pending", "pruned", "changes",
+    "accepted_hashes",
 )  # fmt: skip
 _OUR_FILES = (
     "final.pt",
@@ -214,6 +215,22 @@ class RunManifest:
             f"written (the record is kept); {remedy}"
         )
 
+    def prune(self, index: int, path: Path) -> None:
+        """Delete a file of a finished stage on purpose (``Curriculum(keep=...)``); the
+        manifest forgets its digest and lists it under ``pruned``."""
+        entry = self.data["stages"][index]
+        pruned = entry.setdefault("pruned", [])
+        if path.name not in pruned:
+            pruned.append(path.name)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self.record(index, **{path.name: None})
+
+    def is_pruned(self, index: int) -> bool:
+        """Whether stage ``index`` is done and its ``final.pt`` was removed on purpose."""
+        entry = self.data["stages"][index]
+        return entry.get("status") == "done" and "final.pt" in entry.get("pruned", [])
+
     def forget_missing(self, index: int, folder: Path) -> None:
         """Drop the records of checkpoints that were deleted (e.g. as an error advised)."""
         entry = self.data["stages"][index]
@@ -279,6 +296,7 @@ class RunManifest:
             path,
             before_replace=lambda w: self._pending(index, w),
         )
+        self.data["stages"][index].pop("pruned", None)  # the stage was trained again
         return written.sha256
 
     def finish(self, index: int, total_steps: int, **files: str) -> None:

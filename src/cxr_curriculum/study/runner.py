@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from cxr_curriculum.backbones import Backbone, WeightsNotAvailableError
-from cxr_curriculum.curriculum import Curriculum
+from cxr_curriculum.curriculum import Curriculum, Keep
 from cxr_curriculum.evaluation import FrozenFeatures, fine_tune, knn_evaluate, linear_probe
 from cxr_curriculum.study.arms import Arm
 from cxr_curriculum.study.tasks import Task
@@ -86,8 +86,11 @@ def pretrain(
     checkpoint_dir: str | os.PathLike[str],
     device: str | torch.device | None = None,
     workers: int = 0,
+    keep: Keep = "all",
 ) -> tuple[Backbone, dict[str, Any]]:
     """Build the arm's start and run its stages with ``seed``.
+
+    ``keep`` is the Curriculum's (what stays in ``checkpoint_dir`` once it is done).
 
     Returns:
         The backbone and a record: seconds (a stage finished in an earlier run counts
@@ -113,6 +116,7 @@ def pretrain(
         progress=False,
         device=device,
         checkpoint_every=CHECKPOINT_EVERY,
+        keep=keep,
     )
     for r in cur.iter_stages(backbone):
         seconds = float(r.metrics[-1]["time_s"]) if r.skipped and r.metrics else r.seconds

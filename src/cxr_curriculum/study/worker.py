@@ -82,7 +82,7 @@ class ArmSeedWorker:
         backbone, record = pretrain(
             arm, seed, arch=study.arch, data=study.pretrain_data, batch_size=study.batch_size,
             image_size=study.image_size, device=study.device, workers=study.workers,
-            checkpoint_dir=study.pretrain_dir / arm.folder / f"seed{seed}",
+            checkpoint_dir=study.pretrain_dir / arm.folder / f"seed{seed}", keep=study.keep,
         )  # fmt: skip
         count = 0
         if is_main():
