@@ -253,3 +253,61 @@ def test_a_digest_is_pending_until_its_file_replaced_the_old_one(tmp_path: Path)
     final.unlink()  # as the message says: the stage is trained again and recorded afresh
     Curriculum(stages, tmp_path, seed=1).fit(TinyBackbone())
     assert _manifest(tmp_path)["stages"][0]["files"]["final.pt"] == sha256_file(final)
+
+
+# ----------------------------------------------------------------------------- issue 18, item 6
+def _weights_files(root: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".pt", ".safetensors")
+    )
+
+
+def test_keep_final_leaves_one_weights_file_and_reruns_skip_or_extend(tmp_path: Path) -> None:
+    # Issue 18: a 30-step run left five 43 MB weight files; keep="final" leaves one.
+    data = NoiseImages(16)
+    stages = engine_stages(data, steps=2)
+    ref = Backbone("resnet18", seed=0)
+    Curriculum(stages, tmp_path / "all", seed=3).fit(ref)
+    assert len(_weights_files(tmp_path / "all")) == 5
+    bb = Backbone("resnet18", seed=0)
+    Curriculum(stages, tmp_path / "final", seed=3, keep="final").fit(bb)
+    assert _weights_files(tmp_path / "final") == ["backbone.safetensors"]
+    assert _same(_state(bb), _state(ref))  # pruning does not change the weights
+    manifest = _manifest(tmp_path / "final")
+    assert manifest["keep"] == "final"
+    for entry in manifest["stages"]:
+        assert entry["status"] == "done" and entry["files"] == {}
+        assert entry["pruned"] == ["final.pt", "backbone.safetensors", "backbone.json"]
+    again = Backbone("resnet18", seed=1)
+    results = list(Curriculum(stages, tmp_path / "final", seed=3).iter_stages(again))
+    assert [r.skipped for r in results] == [True, True] and _same(_state(again), _state(ref))
+    assert [len(r.metrics) for r in results] == [1, 1]  # from metrics.json
+    # a third stage starts from the kept run backbone, as it would from stage 1's final.pt
+    third = [*stages, stages[0].replace(name="rot-again")]
+    longer = Backbone("resnet18", seed=1)
+    results = list(Curriculum(third, tmp_path / "final", seed=3, keep="final").iter_stages(longer))
+    assert [r.skipped for r in results] == [True, True, False]
+    full = Backbone("resnet18", seed=0)
+    Curriculum(third, tmp_path / "all3", seed=3).fit(full)
+    assert _same(_state(longer), _state(full)) and _weights_files(tmp_path / "final") == [
+        "backbone.safetensors"
+    ]
+
+
+def test_keep_backbones_drops_final_pt_only(tmp_path: Path) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    Curriculum(stages, tmp_path, seed=3, keep="backbones").fit(Backbone("resnet18", seed=0))
+    assert _weights_files(tmp_path) == [
+        "backbone.safetensors",
+        "stage00-rot/backbone.safetensors",
+        "stage01-rot24/backbone.safetensors",
+    ]
+    with pytest.raises(ValueError, match=r"keep must be one of \('all', 'backbones', 'final'\)"):
+        Curriculum(stages, tmp_path, keep="none")  # type: ignore[arg-type]
+    tiny = TinyBackbone()  # no save(): its final.pt is the only copy of its weights, kept
+    Curriculum(stages, tmp_path / "tiny", seed=3, keep="final").fit(tiny)
+    assert _weights_files(tmp_path / "tiny") == ["stage00-rot/final.pt", "stage01-rot24/final.pt"]
+    for name in ("backbone.safetensors", "stage01-rot24/backbone.safetensors"):
+        (tmp_path / name).unlink()  # every copy of the last stage's weights
+    with pytest.raises(ValueError, match=r"stage 1 \(rot24\) .* no file holds its weights"):
+        Curriculum(stages, tmp_path, seed=3, keep="final").fit(Backbone("resnet18"))

@@ -371,16 +371,19 @@ class Curriculum:
         t0: float,
     ) -> StageResult:
         """A finished stage whose ``final.pt`` was removed (``keep=``): load its weights
-        from the file that still holds them, or go on if a later stage is done too."""
+        from the file that still holds them, or go on if the next stage is done too (it
+        brings its own weights)."""
         path = self.backbone_path
         assert path is not None
         if not load_pruned_stage(manifest, index, folder, path, backbone):
-            later = manifest.data["stages"][index + 1 :]
-            if not all(e.get("status") == "done" for e in later):
+            after = manifest.data["stages"][index + 1 : index + 2]  # it starts from these
+            if not after or after[0].get("status") != "done":
+                needs = "the run's backbone file" if not after else "the next stage"
                 raise ValueError(
-                    f"stage {index} ({stage.label}) in {self.checkpoint_dir} is done but its "
-                    "weights were removed (keep='final') and a later stage needs them; rerun "
-                    "with resume='never' or another checkpoint_dir"
+                    f"stage {index} ({stage.label}) in {self.checkpoint_dir} is done but no file "
+                    f"holds its weights any more (keep={self.keep!r}, and {self.backbone_path} "
+                    f"is missing or holds other weights) while {needs} needs them; rerun with "
+                    "resume='never' or another checkpoint_dir"
                 )
         self._finish_run(index, backbone, run, manifest)
         entry = manifest.data["stages"][index]
