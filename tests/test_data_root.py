@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cxr_curriculum.data import DATA_ROOT_ENV, NIHChestXray14, data_root
-from cxr_curriculum.data import _root, tables
+from cxr_curriculum.data import DATA_ROOT_ENV, NIHChestXray14, _root, data_root, tables
 
 PROJECT = Path(__file__).resolve().parents[1]
 

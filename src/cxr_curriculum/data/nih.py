@@ -61,7 +61,8 @@ class NIHChestXray14(CXRDataset):
     images found anywhere under ``root`` (the official ``images_0NN/images/`` folders or
     one flat folder); rows whose image is absent are dropped and counted in
     ``.missing``, and logged once per process at INFO (a folder with part of the 112,120
-    images is the usual case; logger ``cxr_curriculum.data.tables``). ``Finding Labels`` holds ``|``-separated findings:
+    images is the usual case; logger ``cxr_curriculum.data.tables``). ``Finding Labels``
+    holds ``|``-separated findings:
 
     * ``positive=None``: multi-label. ``classes`` are :data:`NIH_FINDINGS`, an item's
       label is a multi-hot ``float32`` tensor ``(14,)`` and ``.targets`` is ``(N, 14)``.
