@@ -5,6 +5,7 @@ Public names::
     Stage, Curriculum, StageResult            # compose and run curricula
     Keep, KEEP                                # what a finished run keeps on disk
     KNNMonitor, StageMonitor                  # downstream scores logged during a stage
+    TensorBoardLogger, MetricLogger           # metrics to TensorBoard or any callable
     rank_orders, OrderRanking, OrderResult    # compare candidate stage orders on a proxy
     LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
     CurriculumError, NonFiniteLossError, CollapseError   # why a stage stopped
@@ -19,6 +20,7 @@ from cxr_curriculum._artefacts import ArtefactIntegrityError, ArtefactWriteError
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint
 from cxr_curriculum.curriculum.curriculum import Curriculum, StageResult
 from cxr_curriculum.curriculum.divergence import DivergenceRule
+from cxr_curriculum.curriculum.loggers import MetricLogger, TensorBoardLogger
 from cxr_curriculum.curriculum.metrics_log import (
     METRIC_FIELDS,
     CollapseError,
@@ -47,12 +49,14 @@ __all__ = [
     "DivergenceRule",
     "KNNMonitor",
     "Keep",
+    "MetricLogger",
     "NonFiniteLossError",
     "OrderRanking",
     "OrderResult",
     "Stage",
     "StageMonitor",
     "StageResult",
+    "TensorBoardLogger",
     "WarmupCosine",
     "build_optimizer",
     "data_fingerprint",

@@ -38,6 +38,8 @@ from cxr_curriculum.curriculum.distributed import (
     init_distributed,
     revert_sync_batchnorm,
 )
+from cxr_curriculum.curriculum.loggers import MetricLogger, check_loggers
+from cxr_curriculum.curriculum.loggers import flush as flush_loggers
 from cxr_curriculum.curriculum.manifest import RunManifest
 from cxr_curriculum.curriculum.metrics_log import METRIC_FIELDS, MetricsLog
 from cxr_curriculum.curriculum.outputs import (
@@ -100,6 +102,12 @@ class Curriculum:
             one weights file per run. Metrics and the manifest always stay; a rerun skips
             removed stages without training them again (the manifest lists what was
             removed under ``pruned``).
+        loggers: metric loggers that get every logged row beside ``metrics.csv``:
+            :class:`~cxr_curriculum.curriculum.TensorBoardLogger` or any callable
+            ``logger(group, metrics, step)`` (``group``: the stage's folder name,
+            ``step``: the curriculum's global step); see
+            :mod:`~cxr_curriculum.curriculum.loggers`. Rank 0 only; flushed after each
+            stage, closed by their owner.
 
     Raises:
         ValueError: on an empty or invalid stage list or an invalid option.
@@ -124,6 +132,7 @@ class Curriculum:
         find_unused_parameters: bool = True,
         backend: str | None = None,
         keep: Keep = "all",
+        loggers: Sequence[MetricLogger] = (),
     ) -> None:
         self.stages = list(stages)
         if not self.stages or not all(isinstance(s, Stage) for s in self.stages):
@@ -153,6 +162,8 @@ class Curriculum:
         self.deterministic, self.sync_batchnorm = deterministic, sync_batchnorm
         self.find_unused_parameters, self.backend = find_unused_parameters, backend
         self.keep: Keep = keep
+        self.loggers = check_loggers(loggers)
+        self._totals: dict[int, int] = {}
         self._run: RunSettings | None = None
         self._manifest: RunManifest | None = None
 
@@ -268,6 +279,7 @@ class Curriculum:
             manifest.verify(index, final, _FINAL_REMEDY)  # the whole file, zip metadata too
             state = manifest.check(load_checkpoint(final, remedy=_FINAL_REMEDY), index)
             backbone.load_state_dict(state["backbone"])
+            self._totals[index] = int(state["total_steps"])
             if run.dist.is_main:
                 info = self._run_info(run)
                 settle_finished_stage(manifest, index, folder, state, backbone, info)
@@ -303,6 +315,9 @@ class Curriculum:
             log_folder if run.dist.is_main else None,
             list(resume["metrics"]) if resume else [],
             tuple(fields),
+            loggers=self.loggers if run.dist.is_main else [],
+            group=(folder or Path(f"stage{index:02d}-{stage.label}")).name,
+            step_offset=self._step_offset(index, manifest),
         )
         if run.dist.is_main:
             metrics.rewrite()
@@ -327,6 +342,8 @@ class Curriculum:
         finally:
             if sync:
                 revert_sync_batchnorm(backbone)
+            flush_loggers(metrics.loggers)
+        self._totals[index] = total
         if run.dist.is_main:
             metrics.write_json(stage=stage.label, index=index, steps=total, config=stage.config())
             if manifest is not None and folder is not None:
@@ -346,6 +363,20 @@ class Curriculum:
             final,
             list(metrics.rows),
         )
+
+    def _step_offset(self, index: int, manifest: RunManifest | None) -> int:
+        """Optimiser steps of the stages before ``index`` (the loggers' global step): as run
+        in this process, else as the manifest records them, else as planned."""
+        offset = 0
+        for j in range(index):
+            entry = manifest.data["stages"][j] if manifest is not None else {}
+            stage = self.stages[j]
+            planned = stage.steps or (stage.epochs or 0) * max(
+                1,
+                len(stage.data) // stage.batch_size,  # type: ignore[arg-type]
+            )
+            offset += self._totals.get(j) or int(entry.get("total_steps") or 0) or planned
+        return offset
 
     def _finish_run(
         self, index: int, backbone: nn.Module, run: RunSettings, manifest: RunManifest | None
@@ -387,6 +418,7 @@ class Curriculum:
                 )
         self._finish_run(index, backbone, run, manifest)
         entry = manifest.data["stages"][index]
+        self._totals[index] = int(entry.get("total_steps") or 0)
         log = self.log_dir / folder.name / "metrics.json" if self.log_dir is not None else None
         rows = list(read_json(log).get("rows", [])) if log is not None and log.is_file() else []
         return StageResult(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from cxr_curriculum.backbones import Backbone, WeightsNotAvailableError
-from cxr_curriculum.curriculum import Curriculum, Keep
+from cxr_curriculum.curriculum import Curriculum, Keep, MetricLogger
 from cxr_curriculum.evaluation import FrozenFeatures, fine_tune, knn_evaluate, linear_probe
 from cxr_curriculum.study.arms import Arm
 from cxr_curriculum.study.tasks import Task
@@ -87,10 +88,12 @@ def pretrain(
     device: str | torch.device | None = None,
     workers: int = 0,
     keep: Keep = "all",
+    loggers: Sequence[MetricLogger] = (),
 ) -> tuple[Backbone, dict[str, Any]]:
     """Build the arm's start and run its stages with ``seed``.
 
-    ``keep`` is the Curriculum's (what stays in ``checkpoint_dir`` once it is done).
+    ``keep`` and ``loggers`` are the Curriculum's (what stays in ``checkpoint_dir`` once it
+    is done; where its metric rows go besides ``metrics.csv``).
 
     Returns:
         The backbone and a record: seconds (a stage finished in an earlier run counts
@@ -117,6 +120,7 @@ def pretrain(
         device=device,
         checkpoint_every=CHECKPOINT_EVERY,
         keep=keep,
+        loggers=loggers,
     )
     for r in cur.iter_stages(backbone):
         seconds = float(r.metrics[-1]["time_s"]) if r.skipped and r.metrics else r.seconds

@@ -21,7 +21,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from cxr_curriculum.curriculum import KEEP, Keep, data_fingerprint
+from cxr_curriculum.curriculum import KEEP, Keep, MetricLogger, data_fingerprint
+from cxr_curriculum.curriculum.loggers import check_loggers, log_cell
 from cxr_curriculum.data import dataset_files
 from cxr_curriculum.study.arms import Arm, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
@@ -58,6 +59,12 @@ class Study:
             ``"final"`` (default) only ``pretrain_dir/<arm>/seed<k>/backbone.safetensors``
             (about 43 MB for a ResNet-18), ``"backbones"`` also each stage's backbone,
             ``"all"`` also each stage's ``final.pt``.
+        loggers: Metric loggers (``TensorBoardLogger(dir)`` or any callable
+            ``logger(group, metrics, step)``, :mod:`cxr_curriculum.curriculum.loggers`):
+            every pretraining row goes to group ``pretrain/<arm>/seed<k>/<stage folder>``
+            and every finished cell's metric to group
+            ``cells/<task>/<metric>/<protocol>/<fraction>`` as ``{<arm>: value}`` at step
+            ``seed``. They are flushed after each cell.
 
     Raises:
         ValueError: On mismatched budgets, duplicate names or invalid settings.
@@ -82,6 +89,7 @@ class Study:
         workers: int = 0,
         progress: bool | None = None,
         keep: Keep = "final",
+        loggers: Sequence[MetricLogger] = (),
     ) -> None:
         self.arms, self.tasks = list(arms), list(tasks)
         self.seeds = [int(s) for s in seeds]
@@ -111,6 +119,7 @@ class Study:
         if keep not in KEEP:
             raise ValueError(f"keep must be one of {KEEP}; got {keep!r}")
         self.keep: Keep = keep
+        self.loggers = check_loggers(loggers)
         self.store = CellStore(self.output)
         self._pool_fp: str | None = None
         self.unavailable: dict[str, str] = {}
@@ -179,6 +188,8 @@ class Study:
         pending = self.pending()
         main = is_main()
         total = len(self.cells())
+        if self.loggers and main:
+            on_cell = log_cell(self.loggers, on_cell)
         bar = tqdm(
             total=total,
             initial=total - len(pending),
