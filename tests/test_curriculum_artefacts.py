@@ -153,7 +153,8 @@ def test_flipped_byte_in_final_or_last_checkpoint_is_an_error(tmp_path: Path) ->
     Curriculum(engine_stages(data, steps=4), tmp_path / "a", seed=5).fit(again)
     assert _same(_state(again), _state(ref))
 
-    data.fail_after, data.calls = 3 * 8 + 1, 0  # stops in stage 0 after its step-2 checkpoint
+    # 8 probe images and 3 steps (step 3 writes the step-2 checkpoint), then a failed read
+    data.fail_after, data.calls = 8 + 3 * 8, 0
     with pytest.raises(RuntimeError, match="interrupted"):
         Curriculum(engine_stages(data, steps=4), tmp_path / "b", checkpoint_every=2).fit(
             TinyBackbone()

@@ -193,7 +193,7 @@ def test_a_kept_checkpoint_that_fails_at_once_says_how_to_restart_the_stage(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(NonFiniteLossError):
-        Curriculum([_stage(ScaledInputAfter(2))], tmp_path, checkpoint_every=2).fit(TinyBackbone())
+        Curriculum([_stage(ScaledInputAfter(3))], tmp_path, checkpoint_every=2).fit(TinyBackbone())
     still_bad = _stage(ScaledInputAfter(0), lr=0.01)  # fails on its first step again
     with pytest.raises(NonFiniteLossError, match="No step succeeded after resuming from") as info:
         Curriculum([still_bad], tmp_path, resume="continue").fit(TinyBackbone())

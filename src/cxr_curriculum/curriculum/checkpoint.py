@@ -37,6 +37,7 @@ __all__ = [
     "atomic_save",
     "atomic_write_json",
     "capture_rng",
+    "cpu_copy",
     "load_checkpoint",
     "read_json",
     "remove_stale_temp_files",
@@ -120,6 +121,23 @@ def load_checkpoint(path: str | os.PathLike[str], *, remedy: str | None = None) 
     if not isinstance(state, dict):
         raise RuntimeError(f"{p} is not a cxr_curriculum checkpoint (got {type(state).__name__})")
     return verify_content(state, p, advice)
+
+
+def cpu_copy(obj: Any) -> Any:
+    """A copy of a nested checkpoint structure whose tensors are cloned to the CPU.
+
+    What a checkpoint held when it was taken, however training changes the live tensors
+    before it is written.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, Mapping):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple
+        return type(obj)(*(cpu_copy(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
 
 
 def capture_rng() -> dict[str, Any]:

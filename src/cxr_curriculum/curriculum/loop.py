@@ -11,8 +11,9 @@ whose square overflows float32 stop the stage (:mod:`~cxr_curriculum.curriculum.
 The stage's :class:`~cxr_curriculum.curriculum.DivergenceRule` also checks every step's
 loss against the stage's early level and its method's chance loss, and, at logged
 steps, before every checkpoint and at the end, the backbone's feature scale against the
-stage's start (:mod:`~cxr_curriculum.curriculum.divergence`): a checkpoint is written,
-and kept as the last good state, only when all of them pass.
+stage's start (:mod:`~cxr_curriculum.curriculum.divergence`). A checkpoint is taken
+after its step's checks and written, and kept as the last good state, at the next step,
+once the loss of its weights (which that step computes) passed too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from cxr_curriculum.curriculum.checkpoint import capture_rng, restore_rng
+from cxr_curriculum.curriculum.checkpoint import capture_rng, cpu_copy, restore_rng
 from cxr_curriculum.curriculum.distributed import all_reduce_mean
 from cxr_curriculum.curriculum.divergence import DivergenceMonitor, feature_scale, probe_batch
 from cxr_curriculum.curriculum.health import (
@@ -105,6 +106,8 @@ class StageLoop:
         self.resumed_at: int | None = None
         self.model: nn.Module = StepModule(self.method)
         self.last_good = LastGood.capture(backbone, 0, None)
+        #: a checkpoint taken but not yet written: (step, CPU copy of :meth:`state`)
+        self._pending: tuple[int, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ checkpoints
     def restore(self, state: dict[str, Any]) -> None:
@@ -167,11 +170,25 @@ class StageLoop:
         }  # fmt: skip
 
     def save(self, batch: Any) -> None:
-        """Check the state (:meth:`check_state`), write a partial checkpoint, keep it as good."""
+        """Check the state (:meth:`check_state`) and take a partial checkpoint.
+
+        It is written, and kept as the last good state, by the next optimiser step once
+        the loss of these weights passed the stage's checks (:meth:`_write_pending`): a
+        checkpoint is only as good as the loss its weights give, which the next step
+        computes. A stop before then discards it.
+        """
         self.check_state(batch)
         if self.plan.save is not None:
-            self.plan.save(self.state())
-            self.last_good = LastGood.capture(self.backbone, self.step, self.plan.checkpoint)
+            self._pending = (self.step, cpu_copy(self.state()))
+
+    def _write_pending(self) -> None:
+        """Write the checkpoint :meth:`save` took, now that its weights' loss passed."""
+        if self._pending is None or self.plan.save is None:
+            return
+        step, state = self._pending
+        self._pending = None
+        self.plan.save(state)
+        self.last_good = LastGood(step, dict(state["backbone"]), self.plan.checkpoint)
 
     # ------------------------------------------------------------------ stepping
     def loader(self, epoch: int, in_epoch: int) -> DataLoader[Any]:
@@ -230,6 +247,7 @@ class StageLoop:
                 f" whose square overflows float32) at step {self.step}: {where} (BatchNorm "
                 "running statistics of a batch of huge activations)"
             )
+        self._write_pending()  # the loss of the weights it holds passed every check
         if self.stage.clip_grad_norm is not None:
             self.scaler.unscale_(self.opt)
             params = [p for p in self.method.parameters() if p.requires_grad]
