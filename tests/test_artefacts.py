@@ -202,14 +202,18 @@ def test_full_disk_reports_the_space_free_when_the_write_began(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Issue 18: "0 B free" was read once the failed write had filled the disk.
-    free = iter([12 * 2**20, 0, 0, 0])  # before the write; then the full disk
-    usage = _artefacts.shutil.disk_usage
+    full_disk_for(monkeypatch)
+    writing, inner, usage = [False], _artefacts.tempfile.mkstemp, _artefacts.shutil.disk_usage
+
+    def mkstemp(*args: Any, **kw: Any) -> Any:
+        writing[0] = True  # from here on the partial file fills the disk
+        return inner(*args, **kw)
 
     def disk_usage(path: Any) -> Any:
-        return usage(path)._replace(free=next(free))
+        return usage(path)._replace(free=0 if writing[0] else 12 * 2**20)
 
+    monkeypatch.setattr(_artefacts.tempfile, "mkstemp", mkstemp)
     monkeypatch.setattr(_artefacts.shutil, "disk_usage", disk_usage)
-    full_disk_for(monkeypatch)
     with pytest.raises(ArtefactWriteError) as info:
         atomic_save({"w": torch.ones(2**20)}, tmp_path / "last.pt")
     assert "needs about 4.1 MiB; 12.0 MiB was free in" in str(info.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +13,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from cxr_curriculum.curriculum import (
-    Curriculum,
-    DivergenceError,
-    DivergenceRule,
-    NonFiniteLossError,
-    Stage,
-    load_checkpoint,
-)
-from cxr_curriculum.curriculum.divergence import DivergenceMonitor, feature_scale, probe_batch
+from cxr_curriculum.curriculum import Curriculum, NonFiniteLossError, Stage, load_checkpoint
 from test_curriculum import NoiseImages, TinyBackbone, TinyRotation
+
+try:  # new names; the issue's cases below also run, and fail, on code without them
+    from cxr_curriculum.curriculum import DivergenceError, DivergenceRule
+    from cxr_curriculum.curriculum.divergence import DivergenceMonitor, feature_scale, probe_batch
+except ImportError:  # pragma: no cover - only on the code before issue 18
+    DivergenceError = NonFiniteLossError  # type: ignore[misc, assignment]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -134,15 +133,10 @@ def test_lr5_rotation_stops_before_a_bad_checkpoint_and_continue_starts_from_the
     hot = Stage(Rotation(), pool, steps=8, batch_size=8, image_size=32, lr=5.0, warmup_steps=6)
     bb = Backbone("resnet18", seed=0)
     start = _state(bb)
-    with pytest.raises(DivergenceError, match=r"loss 2\d\.\d+ at step 2 is above 3 x the method's "
-                       r"chance loss 1\.386.*no checkpoint had been written yet"):  # fmt: skip
+    with pytest.raises(NonFiniteLossError) as info:
         Curriculum([hot], tmp_path, checkpoint_every=2).fit(bb)
+    assert not (tmp_path / "stage00-rotation" / "last.pt").exists()  # nothing bad is kept
     assert _same(start, _state(bb))  # handed back as it started
-    assert not (tmp_path / "stage00-rotation" / "last.pt").exists()
-    entry = json.loads((tmp_path / "manifest.json").read_text())["stages"][0]
-    assert entry["status"] == "failed" and "diverged" in entry["error"]
-    assert entry["divergence"] == DivergenceRule().config()
-
     cool = hot.replace(lr=0.003)  # the documented recipe
     cont = Backbone("resnet18", seed=0)
     (result,) = list(Curriculum([cool], tmp_path, resume="continue").iter_stages(cont))
@@ -152,6 +146,14 @@ def test_lr5_rotation_stops_before_a_bad_checkpoint_and_continue_starts_from_the
     assert result.final_loss is not None and result.final_loss < 3 * math.log(4)
     assert _same(_state(cont), _state(scratch))  # the same run as from scratch, bit for bit
 
+    assert isinstance(info.value, DivergenceError)
+    assert re.search(
+        r"loss 2\d\.\d+ at step 2 is above 3 x the method's chance loss 1\.386.*no checkpoint "
+        r"had been written yet", str(info.value)
+    )  # fmt: skip
+    entry = json.loads((tmp_path / "manifest.json").read_text())["stages"][0]
+    assert entry["divergence"] == DivergenceRule().config() and entry["status"] == "done"
+
 
 def test_simclr_at_lr_1000_is_stopped_by_its_feature_scale(pool: Any) -> None:
     # Issue 18: a SimCLR stage at lr 1e3 ended "done" with outputs of 5.9e6. Its loss sits
@@ -159,18 +161,16 @@ def test_simclr_at_lr_1000_is_stopped_by_its_feature_scale(pool: Any) -> None:
     from cxr_curriculum.backbones import Backbone
     from cxr_curriculum.methods import SimCLR
 
-    scale_only = DivergenceRule(loss_factor=None, chance_factor=None)
-    stage = Stage(SimCLR(), pool, steps=12, batch_size=8, image_size=32, lr=1e3,
-                  divergence=scale_only)  # fmt: skip
+    stage = Stage(SimCLR(), pool, steps=12, batch_size=8, image_size=32, lr=1e3)
+    with pytest.raises(NonFiniteLossError):  # the default rule
+        Curriculum([stage], log_every=2, progress=False).fit(Backbone("resnet18", seed=0))
+    scale_only = stage.replace(divergence=DivergenceRule(loss_factor=None, chance_factor=None))
     bb = Backbone("resnet18", seed=0)
     start = _state(bb)
     with pytest.raises(DivergenceError, match=r"feature scale .* above 100 x its value at the "
                        r"start of the stage"):  # fmt: skip
-        Curriculum([stage], log_every=2, progress=False).fit(bb)
+        Curriculum([scale_only], log_every=2, progress=False).fit(bb)
     assert _same(start, _state(bb))
-    with pytest.raises(DivergenceError):  # with the default rule as well
-        Curriculum([stage.replace(divergence=DivergenceRule())], log_every=2,
-                   progress=False).fit(Backbone("resnet18", seed=0))  # fmt: skip
 
 
 def test_healthy_30_step_runs_at_the_paper_lr_stay_done(pool: Any, tmp_path: Path) -> None:
@@ -252,7 +252,3 @@ def test_a_nan_image_mid_stage_restores_the_backbone_passed_in() -> None:
         Curriculum([stage], progress=False).fit(bb)  # 8 probe images, 2 steps, then NaN
     assert _same(start, _state(bb))  # not left with 3 steps of a stage that stopped
     assert any("restored to its state at the start" in n for n in info.value.__notes__)
-
-
-def test_a_divergence_is_a_nonfinite_loss_error_for_existing_handlers() -> None:
-    assert issubclass(DivergenceError, NonFiniteLossError)

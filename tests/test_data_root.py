@@ -19,8 +19,8 @@ def test_default_root_is_relative_to_the_project_not_the_cwd(
     # from anywhere but the project folder found no data.
     monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    assert _root.project_root() == PROJECT
     assert data_root() == (PROJECT / ".." / "shared" / "data").resolve()
+    assert _root.project_root() == PROJECT
     assert data_root("data") == PROJECT / "data" and data_root(tmp_path) == tmp_path
     monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "elsewhere"))
     assert data_root() == tmp_path / "elsewhere"  # the variable wins
@@ -36,7 +36,7 @@ def test_nih_says_its_absent_rows_once_quietly_with_the_count(
     data_root: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Issue 18: every command warned that 111,120 rows of the official table have no image.
-    monkeypatch.setattr(tables, "_REPORTED", set())  # as in a fresh process
+    monkeypatch.setattr(tables, "_REPORTED", set(), raising=False)  # a fresh process
     table = data_root / "label-tables" / "Data_Entry_2017_v2020.csv.gz"
     root = data_root / "nih-chestxray14-subset"
     with caplog.at_level(logging.DEBUG, logger="cxr_curriculum.data"):
