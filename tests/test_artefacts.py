@@ -195,3 +195,26 @@ def test_nothing_in_the_repository_unpickles() -> None:
             if "weights_only=True" not in m.group(0)
         ]
     assert not offenders, "unpickling code found:\n" + "\n".join(offenders)
+
+
+@needs_dev_full
+def test_full_disk_reports_the_space_free_when_the_write_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 18: "0 B free" was read once the failed write had filled the disk.
+    full_disk_for(monkeypatch)
+    writing, inner, usage = [False], _artefacts.tempfile.mkstemp, _artefacts.shutil.disk_usage
+
+    def mkstemp(*args: Any, **kw: Any) -> Any:
+        writing[0] = True  # from here on the partial file fills the disk
+        return inner(*args, **kw)
+
+    def disk_usage(path: Any) -> Any:
+        return usage(path)._replace(free=0 if writing[0] else 12 * 2**20)
+
+    monkeypatch.setattr(_artefacts.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(_artefacts.shutil, "disk_usage", disk_usage)
+    with pytest.raises(ArtefactWriteError) as info:
+        atomic_save({"w": torch.ones(2**20)}, tmp_path / "last.pt")
+    assert "needs about 4.1 MiB; 12.0 MiB was free in" in str(info.value)
+    assert "when the write began" in str(info.value) and "0 B" not in str(info.value)

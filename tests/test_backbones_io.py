@@ -52,8 +52,8 @@ def test_every_path_function_takes_str_and_pathlike(
     assert verify_backbone_file(kind(file))["name"] == "resnet18"
     assert Backbone.from_file(kind(file)).name == "resnet18"
     assert Backbone("resnet18", weights=kind(file)).weights_source == "file:bb.safetensors"
-    sidecar = bb.save(kind(tmp_path / "again.safetensors"))
-    assert sidecar == tmp_path / "again.json"
+    written = bb.save(kind(tmp_path / "again.safetensors"))  # the weights file's path
+    assert written == tmp_path / "again.safetensors" and (tmp_path / "again.json").is_file()
 
 
 def _public_modules() -> list[str]:
@@ -155,7 +155,8 @@ def test_a_flipped_byte_is_caught_with_or_without_the_sidecar(
 ) -> None:
     bb, _ = saved
     file = tmp_path / "w.safetensors"
-    sidecar = bb.save(file)
+    bb.save(file)
+    sidecar = tmp_path / "w.json"
     _flip_last_byte(file)
     for load in (Backbone.from_file, lambda p: Backbone("resnet18", weights=p)):
         with pytest.raises(ArtefactIntegrityError, match=rf"{file}.*w\.json records.*save"):
@@ -172,7 +173,8 @@ def test_a_cut_short_file_is_an_error_naming_it(
 ) -> None:
     bb, _ = saved
     file = tmp_path / "cut.safetensors"
-    sidecar = bb.save(file)
+    bb.save(file)
+    sidecar = tmp_path / "cut.json"
     file.write_bytes(file.read_bytes()[: os.path.getsize(file) // 2])
     with pytest.raises(ArtefactIntegrityError, match=r"cut\.safetensors has sha256"):
         Backbone.from_file(file)
@@ -201,3 +203,48 @@ def test_a_full_disk_while_saving_never_leaves_a_file_that_loads_wrong(
     with pytest.raises(ArtefactIntegrityError, match="save the backbone again"):
         Backbone.from_file(file)  # new weights, old sidecar: refused, not loaded
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+# ----------------------------------------------------------------------------- issue 18, item 4
+def test_a_damaged_sidecar_is_an_integrity_error_naming_it(
+    saved: tuple[Backbone, Path], tmp_path: Path
+) -> None:
+    bb, _ = saved
+    path = bb.save(tmp_path / "bb.safetensors")
+    sidecar = tmp_path / "bb.json"
+    text = sidecar.read_text()
+    for damaged in (text[: len(text) // 2], text.replace("{", "[", 1), "\xff\xfe"):
+        sidecar.write_text(damaged, encoding="latin-1")
+        for load in (Backbone.from_file, read_sidecar, verify_backbone_file):
+            with pytest.raises(
+                ArtefactIntegrityError, match=rf"sidecar {sidecar} is not valid JSON"
+            ):
+                load(path)
+        with pytest.raises(ArtefactIntegrityError, match=r"bb\.json is not valid JSON"):
+            Backbone("resnet18", weights=path)
+
+
+def test_from_file_says_what_is_wrong_with_a_file_it_cannot_read(
+    saved: tuple[Backbone, Path], tmp_path: Path
+) -> None:
+    bb, _ = saved
+    checkpoint = tmp_path / "x.pt"
+    torch.save(bb.state_dict(), checkpoint)
+    with pytest.raises(ValueError, match="exists but is not a backbone file") as info:
+        Backbone.from_file(checkpoint)
+    assert "no sidecar" in str(info.value) and "Backbone(name, weights=" in str(info.value)
+    assert not isinstance(info.value, FileNotFoundError)
+    assert Backbone("resnet18", weights=checkpoint).weights_source == "file:x.pt"  # as it says
+
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({k: v.contiguous() for k, v in bb.state_dict().items()}, str(foreign))
+    with pytest.raises(ValueError, match=r"without the 'cxr_curriculum' header.*weights="):
+        Backbone.from_file(foreign)
+    renamed = tmp_path / "renamed.pt"  # a file of ours under another name, sidecar lost
+    path = bb.save(tmp_path / "ours.safetensors")
+    renamed.write_bytes(path.read_bytes())
+    assert read_sidecar(renamed)["name"] == "resnet18"  # told apart by content, not name
+    with pytest.raises(FileNotFoundError, match="backbone file not found"):
+        Backbone.from_file(tmp_path / "missing.safetensors")

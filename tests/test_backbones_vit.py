@@ -95,7 +95,8 @@ def test_pool_setting_is_checked_and_saved(tmp_path: Path) -> None:
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(bb(x), bb.forward_tokens(x)[:, 1:].mean(1))
-    sidecar = bb.save(tmp_path / "bb.safetensors")
+    weights = bb.save(tmp_path / "bb.safetensors")
+    sidecar = weights.with_suffix(".json")
     assert json.loads(sidecar.read_text())["pool"] == "avg"
     loaded = Backbone.from_file(tmp_path / "bb.safetensors").eval()
     assert loaded.pool == "avg"

@@ -205,8 +205,8 @@ def test_load_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
 def test_lone_safetensors_rebuilds_from_header_and_input_norm_is_kept(tmp_path: Path) -> None:
     bb = Backbone("resnet18", input_norm=None).eval()
     file = tmp_path / "w.safetensors"
-    sidecar = bb.save(file, produced_by="unit test")
-    sidecar.unlink()
+    assert bb.save(file, produced_by="unit test") == file
+    (tmp_path / "w.json").unlink()
     info = read_sidecar(file)
     assert info["meta"] == {"produced_by": "unit test"} and info["input_norm"] is None
     loaded = Backbone.from_file(file).eval()

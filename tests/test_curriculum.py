@@ -238,7 +238,9 @@ def test_resume_in_process_matches_uninterrupted_run(tmp_path: Path) -> None:
     ref = TinyBackbone()
     Curriculum(tiny_stages(data), seed=3, progress=False).fit(ref)
 
-    data.fail_after, data.calls = 6 * 8 + 4 * 8 + 3, 0  # fail in stage 1, step 5 (ckpt at 4)
+    # reads: each stage's 8 probe images, then 8 per step; fail in stage 1, step 6 (the
+    # step-4 checkpoint is written in step 5, once the loss of its weights passed)
+    data.fail_after, data.calls = (8 + 6 * 8) + (8 + 5 * 8) + 3, 0
     torch.manual_seed(0)
     cur = Curriculum(tiny_stages(data), tmp_path, seed=3, checkpoint_every=2, log_every=1)
     with pytest.raises(RuntimeError, match="interrupted"):

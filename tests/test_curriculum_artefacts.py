@@ -145,14 +145,16 @@ def test_flipped_byte_in_final_or_last_checkpoint_is_an_error(tmp_path: Path) ->
     final = tmp_path / "a" / "stage00-rot" / "final.pt"
     _flip_tensor_byte(final, load_checkpoint(final)["backbone"]["body.0.weight"])
     again = TinyBackbone()
-    with pytest.raises(ArtefactIntegrityError, match=rf"{final} is corrupted.*delete it and run"):
+    with pytest.raises(ArtefactIntegrityError, match=rf"{final} has sha256 .*manifest\.json records"
+                       r".*delete it and run"):  # fmt: skip
         Curriculum(engine_stages(data, steps=4), tmp_path / "a", seed=5).fit(again)
     final.unlink()  # what the message says to do: the stage is trained again, identically
     again.load_state_dict(start)
     Curriculum(engine_stages(data, steps=4), tmp_path / "a", seed=5).fit(again)
     assert _same(_state(again), _state(ref))
 
-    data.fail_after, data.calls = 3 * 8 + 1, 0  # stops in stage 0 after its step-2 checkpoint
+    # 8 probe images and 3 steps (step 3 writes the step-2 checkpoint), then a failed read
+    data.fail_after, data.calls = 8 + 3 * 8, 0
     with pytest.raises(RuntimeError, match="interrupted"):
         Curriculum(engine_stages(data, steps=4), tmp_path / "b", checkpoint_every=2).fit(
             TinyBackbone()
@@ -161,7 +163,7 @@ def test_flipped_byte_in_final_or_last_checkpoint_is_an_error(tmp_path: Path) ->
     assert _manifest(tmp_path / "b")["stages"][0]["files"]["last.pt"] == sha256_file(last)
     _flip_tensor_byte(last, load_checkpoint(last)["backbone"]["body.0.weight"])
     data.fail_after = None
-    with pytest.raises(ArtefactIntegrityError, match=rf"{last} is corrupted.*restarts"):
+    with pytest.raises(ArtefactIntegrityError, match=rf"{last} has sha256 .*restarts"):
         Curriculum(engine_stages(data, steps=4), tmp_path / "b").fit(TinyBackbone())
 
 
@@ -198,3 +200,115 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resumes(
     resumed = TinyBackbone()
     (result,) = list(Curriculum(stage, tmp_path, seed=5).iter_stages(resumed))
     assert result.resumed_from == 2 and _same(_state(resumed), _state(ref))
+
+
+# ----------------------------------------------------------------------------- issue 18, item 4
+def test_every_flipped_byte_of_final_pt_is_caught_and_the_record_is_kept(tmp_path: Path) -> None:
+    # 23 of 121 single-byte flips (zip metadata: names, offsets, the central directory)
+    # loaded silently, and a rerun re-recorded the changed file's sha256.
+    stages = engine_stages(NoiseImages(16), steps=1)[:1]
+    Curriculum(stages, tmp_path, seed=1).fit(TinyBackbone())
+    final = tmp_path / "stage00-rot" / "final.pt"
+    good, recorded = final.read_bytes(), _manifest(tmp_path)["stages"][0]["files"]["final.pt"]
+    positions = sorted(
+        set(range(0, len(good), len(good) // 100)) | set(range(len(good) - 21, len(good)))
+    )
+    missed = []
+    for at in positions:
+        blob = bytearray(good)
+        blob[at] ^= 0x10
+        final.write_bytes(bytes(blob))
+        try:
+            Curriculum(stages, tmp_path, seed=1).fit(TinyBackbone())
+            missed.append(at)
+        except (ArtefactIntegrityError, RuntimeError):
+            pass
+        assert _manifest(tmp_path)["stages"][0]["files"]["final.pt"] == recorded
+    assert len(positions) >= 121 and missed == []
+    final.write_bytes(good)
+    Curriculum(stages, tmp_path, seed=1).fit(TinyBackbone())  # the original is accepted
+
+
+def test_a_digest_is_pending_until_its_file_replaced_the_old_one(tmp_path: Path) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)[:1]
+    Curriculum(stages, tmp_path, seed=1).fit(TinyBackbone())
+    final, manifest_file = tmp_path / "stage00-rot" / "final.pt", tmp_path / "manifest.json"
+    data = _manifest(tmp_path)
+    actual = data["stages"][0]["files"]["final.pt"]
+    assert "pending" not in data["stages"][0]
+    # a run killed after the new final.pt replaced the old one, before recording it
+    data["stages"][0]["files"]["final.pt"] = "0" * 64
+    data["stages"][0]["pending"] = {"final.pt": actual}
+    manifest_file.write_text(json.dumps(data))
+    (result,) = list(Curriculum(stages, tmp_path, seed=1).iter_stages(TinyBackbone()))
+    entry = _manifest(tmp_path)["stages"][0]
+    assert result.skipped and entry["files"]["final.pt"] == actual and "pending" not in entry
+    # the same with the pending digest not matching either: refused, nothing re-recorded
+    entry_data = _manifest(tmp_path)
+    entry_data["stages"][0]["files"]["final.pt"] = "1" * 64
+    entry_data["stages"][0]["pending"] = {"final.pt": "2" * 64}
+    manifest_file.write_text(json.dumps(entry_data))
+    with pytest.raises(ArtefactIntegrityError, match=f"records {'1' * 64}"):
+        Curriculum(stages, tmp_path, seed=1).fit(TinyBackbone())
+    assert _manifest(tmp_path)["stages"][0]["files"]["final.pt"] == "1" * 64
+    final.unlink()  # as the message says: the stage is trained again and recorded afresh
+    Curriculum(stages, tmp_path, seed=1).fit(TinyBackbone())
+    assert _manifest(tmp_path)["stages"][0]["files"]["final.pt"] == sha256_file(final)
+
+
+# ----------------------------------------------------------------------------- issue 18, item 6
+def _weights_files(root: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".pt", ".safetensors")
+    )
+
+
+def test_keep_final_leaves_one_weights_file_and_reruns_skip_or_extend(tmp_path: Path) -> None:
+    # Issue 18: a 30-step run left five 43 MB weight files; keep="final" leaves one.
+    data = NoiseImages(16)
+    stages = engine_stages(data, steps=2)
+    ref = Backbone("resnet18", seed=0)
+    Curriculum(stages, tmp_path / "all", seed=3).fit(ref)
+    assert len(_weights_files(tmp_path / "all")) == 5
+    bb = Backbone("resnet18", seed=0)
+    Curriculum(stages, tmp_path / "final", seed=3, keep="final").fit(bb)
+    assert _weights_files(tmp_path / "final") == ["backbone.safetensors"]
+    assert _same(_state(bb), _state(ref))  # pruning does not change the weights
+    manifest = _manifest(tmp_path / "final")
+    assert manifest["keep"] == "final"
+    for entry in manifest["stages"]:
+        assert entry["status"] == "done" and entry["files"] == {}
+        assert entry["pruned"] == ["final.pt", "backbone.safetensors", "backbone.json"]
+    again = Backbone("resnet18", seed=1)
+    results = list(Curriculum(stages, tmp_path / "final", seed=3).iter_stages(again))
+    assert [r.skipped for r in results] == [True, True] and _same(_state(again), _state(ref))
+    assert [len(r.metrics) for r in results] == [1, 1]  # from metrics.json
+    # a third stage starts from the kept run backbone, as it would from stage 1's final.pt
+    third = [*stages, stages[0].replace(name="rot-again")]
+    longer = Backbone("resnet18", seed=1)
+    results = list(Curriculum(third, tmp_path / "final", seed=3, keep="final").iter_stages(longer))
+    assert [r.skipped for r in results] == [True, True, False]
+    full = Backbone("resnet18", seed=0)
+    Curriculum(third, tmp_path / "all3", seed=3).fit(full)
+    assert _same(_state(longer), _state(full)) and _weights_files(tmp_path / "final") == [
+        "backbone.safetensors"
+    ]
+
+
+def test_keep_backbones_drops_final_pt_only(tmp_path: Path) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    Curriculum(stages, tmp_path, seed=3, keep="backbones").fit(Backbone("resnet18", seed=0))
+    assert _weights_files(tmp_path) == [
+        "backbone.safetensors",
+        "stage00-rot/backbone.safetensors",
+        "stage01-rot24/backbone.safetensors",
+    ]
+    with pytest.raises(ValueError, match=r"keep must be one of \('all', 'backbones', 'final'\)"):
+        Curriculum(stages, tmp_path, keep="none")  # type: ignore[arg-type]
+    tiny = TinyBackbone()  # no save(): its final.pt is the only copy of its weights, kept
+    Curriculum(stages, tmp_path / "tiny", seed=3, keep="final").fit(tiny)
+    assert _weights_files(tmp_path / "tiny") == ["stage00-rot/final.pt", "stage01-rot24/final.pt"]
+    for name in ("backbone.safetensors", "stage01-rot24/backbone.safetensors"):
+        (tmp_path / name).unlink()  # every copy of the last stage's weights
+    with pytest.raises(ValueError, match=r"stage 1 \(rot24\) .* no file holds its weights"):
+        Curriculum(stages, tmp_path, seed=3, keep="final").fit(Backbone("resnet18"))

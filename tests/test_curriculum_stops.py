@@ -161,13 +161,15 @@ def test_diverged_weights_with_a_finite_loss_are_caught_and_the_kept_checkpoint_
 ) -> None:
     # Real X-rays, resnet18, lr 5 (about 1000x too high): the training loss stays finite
     # (BatchNorm normalises with batch statistics) while the eval-mode outputs explode.
+    # Without a DivergenceRule (test_curriculum_divergence.py) this is the check that stops.
     from cxr_curriculum.backbones import Backbone
     from cxr_curriculum.curriculum.health import LIMIT
     from cxr_curriculum.data import KermanyPneumonia, bundled_sample_root
     from cxr_curriculum.methods import Rotation
 
     pool = KermanyPneumonia(bundled_sample_root(), split="train")
-    hot = Stage(Rotation(), pool, steps=8, batch_size=8, image_size=32, lr=5.0, warmup_steps=6)
+    hot = Stage(Rotation(), pool, steps=8, batch_size=8, image_size=32, lr=5.0, warmup_steps=6,
+                divergence=None)  # fmt: skip
     with pytest.raises(NonFiniteLossError, match="eval-mode outputs") as info:
         Curriculum([hot], tmp_path, checkpoint_every=2).fit(Backbone("resnet18", seed=0))
     assert "its last good checkpoint" in str(info.value)
@@ -191,7 +193,7 @@ def test_a_kept_checkpoint_that_fails_at_once_says_how_to_restart_the_stage(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(NonFiniteLossError):
-        Curriculum([_stage(ScaledInputAfter(2))], tmp_path, checkpoint_every=2).fit(TinyBackbone())
+        Curriculum([_stage(ScaledInputAfter(3))], tmp_path, checkpoint_every=2).fit(TinyBackbone())
     still_bad = _stage(ScaledInputAfter(0), lr=0.01)  # fails on its first step again
     with pytest.raises(NonFiniteLossError, match="No step succeeded after resuming from") as info:
         Curriculum([still_bad], tmp_path, resume="continue").fit(TinyBackbone())

@@ -189,6 +189,12 @@ def _truncated(tmp_path: Path) -> Path:
     return tmp_path / "cut.dcm"
 
 
+def _cut_in_header(tmp_path: Path) -> Path:
+    full = _save(_dataset(_ramp()), tmp_path / "full.dcm").read_bytes()
+    (tmp_path / "cut300.dcm").write_bytes(full[:300])
+    return tmp_path / "cut300.dcm"
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
@@ -196,6 +202,7 @@ def _truncated(tmp_path: Path) -> Path:
         (_no_pixels, "DICOM object without pixel data (Basic Text SR Storage)"),
         (_palette, "unsupported DICOM Photometric Interpretation PALETTE COLOR"),
         (_truncated, "corrupt or truncated DICOM pixel data"),
+        (_cut_in_header, "truncated DICOM file (300 bytes"),
     ],
 )
 def test_unusable_dicom_objects_never_leak_identifiers(
@@ -391,3 +398,56 @@ def test_loaders_and_segmenter_take_a_dicom_folder(data_root: Path, segmenter: o
     assert (
         by_path.shape == (1, 2, 440, 440) and 0.2 < float(by_path.any(dim=1).float().mean()) < 0.6
     )
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "film", ["nih-dicom/00000001_000.dcm", "canon-dx/966_fixed.dcm", "acr-nema/CR-MONO1-10-chest"]
+)
+def test_a_real_film_cut_to_a_few_hundred_bytes_is_called_truncated(
+    data_root: Path, tmp_path: Path, film: str
+) -> None:
+    # Issue 18: such a file was reported as "DICOM object without pixel data (unknown SOP
+    # class)"; it is a cut copy, and the message says so.
+    data = (data_root / "dicom-cxr" / film).read_bytes()
+    for size in (132, 200, 300, 400, 600, 1000, 5000, len(data) // 2):
+        cut = tmp_path / f"cut{size}"
+        cut.write_bytes(data[:size])
+        with pytest.raises(ImageReadError) as info:
+            read_image(cut)
+        assert "truncated" in info.value.reason, (size, info.value.reason)
+        assert "without pixel data (unknown" not in info.value.reason
+
+
+@pytest.mark.realdata
+def test_a_header_window_outside_the_film_falls_back_to_its_own_range(
+    data_root: Path, tmp_path: Path
+) -> None:
+    # Issue 18: a valid 16-bit film whose header window lies outside its stored values read
+    # as a constant image under window="auto". Edited copy of a real 15-bit film.
+    from cxr_curriculum.data import DicomWindowWarning, window_fallbacks
+    from cxr_curriculum.data.dicom_pixels import read_dicom
+
+    source = data_root / "dicom-cxr" / "wg04-rg1" / "RG1_UNCR.dcm"
+    ds = pydicom.dcmread(source)
+    stored = ds.pixel_array
+    assert ds.BitsStored == 15 and 0 < stored.min() < stored.max() < 60000 - 500
+    ds.WindowCenter, ds.WindowWidth = 60000, 1000  # above every stored value
+    ds.PixelData = ds.PixelData  # keep the pixels as they are
+    hidden = tmp_path / "hidden.dcm"
+    ds.save_as(hidden)
+    voi = read_image(hidden, window="voi")[0]
+    assert float(voi.std()) == 0.0  # what "auto" showed before: a constant image
+    with pytest.warns(DicomWindowWarning, match=rf"{hidden}: its VOI window \(center 60000"
+                      r", width 1000\) puts 100\.0 % of the film's pixels below it"):  # fmt: skip
+        auto = read_image(hidden)[0]
+    assert torch.equal(auto, read_image(hidden, window="minmax")[0])  # the film's own range
+    assert float(auto.std()) > 0.1
+    pixels = read_dicom(hidden)
+    assert pixels.window == "minmax-fallback" and "window='voi'" in str(pixels.note)
+    assert str(hidden) in window_fallbacks()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per file: no second warning
+        read_image(hidden)
+        healthy = read_dicom(source)  # the film's own window shows it: no fallback
+    assert healthy.window == "voi-window" and healthy.note is None

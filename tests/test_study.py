@@ -69,6 +69,13 @@ def test_study_resumes_after_a_kill_and_refuses_changed_settings(tmp_path: Path)
 
     data = json.loads((study.output / "results.json").read_text())
     assert data["design"]["cells_done"] == len(cells)
+    pretrain = tmp_path / "pretrain"  # Study(keep="final"): one weights file per arm and seed
+    weights = sorted(
+        str(p.relative_to(pretrain))
+        for p in pretrain.rglob("*")
+        if p.suffix in (".pt", ".safetensors")
+    )
+    assert weights == [f"{study.arms[1].folder}/seed{s}/backbone.safetensors" for s in (0, 1)]
     assert {"command", "versions", "machine"} <= set(data)
     assert (study.output / "report.md").read_text().startswith("# Study report")
     cell = json.loads((study.output / cells[2].relpath).read_text())

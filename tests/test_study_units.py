@@ -303,7 +303,8 @@ def test_cli_shows_integrity_and_image_errors_as_one_line(
     config = _config(tmp_path, own)
     shutil.copytree(source / "out", tmp_path / "out")
     (tmp_path / "out" / CELL).unlink()  # seed 0 SimCLR must be read from its checkpoint
-    final = next(own.rglob("seed0/stage00-*/final.pt"))
+    # a study keeps only each arm's final backbone (keep="final"): damage that file
+    final = next(own.rglob("seed0/backbone.safetensors"))
     raw = bytearray(final.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # inside the tensor data
     final.write_bytes(bytes(raw))

@@ -7,7 +7,8 @@ with ``os.replace`` (atomic on POSIX) and the folder is ``fsync``-ed. A process 
 at any moment leaves the previous complete file or the new complete file, never half
 of one. A write that fails (disk full, no permission) removes its temporary file,
 leaves the previous file as it was, and raises :class:`ArtefactWriteError`, which names
-the file, the cause and the size the file needs.
+the file, the cause, the size the file needs and the space that was free when the write
+began (read after a failure, a full disk's own partial file would show "0 B free").
 
 Integrity: :func:`sha256_file` is what manifests and sidecars record, and
 :func:`content_sha256` is a digest of a checkpoint's *contents* (every tensor's bytes,
@@ -142,7 +143,9 @@ def _free_bytes(folder: Path) -> int | None:
         return None
 
 
-def _write_error(path: Path, err: OSError, what: str, size_hint: int | None) -> ArtefactWriteError:
+def _write_error(
+    path: Path, err: OSError, what: str, size_hint: int | None, free: int | None = None
+) -> ArtefactWriteError:
     code = err.errno
     reasons = {
         errno.ENOSPC: "no space left on the device",
@@ -154,8 +157,11 @@ def _write_error(path: Path, err: OSError, what: str, size_hint: int | None) -> 
     reason = reasons.get(code or -1, err.strerror or str(err))
     parts = [f"could not write the {what} {path}: {reason}"]
     if size_hint is not None:
-        free = _free_bytes(path.parent)
-        room = "" if free is None else f"; {format_size(free)} free in {path.parent}"
+        room = (
+            ""
+            if free is None
+            else f"; {format_size(free)} was free in {path.parent} when the write began"
+        )
         parts.append(f"it needs about {format_size(size_hint)}{room}")
     parts.append(
         "the previous version of the file (if any) is unchanged and the temporary file was removed"
@@ -188,6 +194,7 @@ def atomic_write(
     *,
     what: str = "file",
     size_hint: int | None = None,
+    before_replace: Callable[[Written], object] | None = None,
 ) -> Written:
     """Write a file atomically and return its sha256.
 
@@ -196,7 +203,12 @@ def atomic_write(
         write: Called with a binary stream; writes the file's contents (``torch.save``,
             ``f.write(bytes)``, ...).
         what: What the file is (``"checkpoint"``, ``"backbone file"``), for messages.
-        size_hint: Expected size in bytes, reported when the disk is full.
+        size_hint: Expected size in bytes, reported when the disk is full (with the space
+            that was free in the folder when the write began).
+        before_replace: Called with the complete file's record after it is on disk and
+            before it replaces the target, e.g. to record its sha256 as pending in a
+            manifest: a process killed in between leaves a target whose digest is either
+            the old record or the pending one.
 
     Returns:
         The :class:`Written` record (path, sha256 of the bytes written, size).
@@ -208,23 +220,28 @@ def atomic_write(
     target = Path(path)
     tmp: str | None = None
     stream: _HashingWriter | None = None
+    free: int | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        if size_hint is not None:  # a failed write's own bytes would leave "0 B free"
+            free = _free_bytes(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)
         with os.fdopen(fd, "wb") as f:
             stream = _HashingWriter(f)
             write(stream)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace(Written(target, stream.hash.hexdigest(), stream.nbytes))
         os.replace(tmp, target)
         tmp = None
     except ArtefactWriteError:
         raise
     except OSError as err:
-        raise _write_error(target, err, what, size_hint) from err
+        raise _write_error(target, err, what, size_hint, free) from err
     except Exception as exc:  # e.g. torch reporting a failed write as "unexpected pos"
         if stream is not None and stream.error is not None:
-            raise _write_error(target, stream.error, what, size_hint) from exc
+            raise _write_error(target, stream.error, what, size_hint, free) from exc
         raise
     finally:
         if tmp is not None:
@@ -235,9 +252,17 @@ def atomic_write(
     return Written(target, stream.hash.hexdigest(), stream.nbytes)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, what: str = "file") -> Written:
+def atomic_write_bytes(
+    path: str | os.PathLike[str],
+    data: bytes,
+    *,
+    what: str = "file",
+    before_replace: Callable[[Written], object] | None = None,
+) -> Written:
     """:func:`atomic_write` of ``data``."""
-    return atomic_write(path, lambda f: f.write(data), what=what, size_hint=len(data))
+    return atomic_write(
+        path, lambda f: f.write(data), what=what, size_hint=len(data), before_replace=before_replace
+    )
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -70,7 +70,7 @@ def _versions(name: str) -> dict[str, str]:
 
 
 def save_backbone(backbone: Backbone, path: str | os.PathLike[str], meta: dict[str, Any]) -> Path:
-    """Implementation of :meth:`Backbone.save`; returns the sidecar path."""
+    """Implementation of :meth:`Backbone.save`; returns the weights file's path."""
     path = Path(path)
     if path.suffix == ".json":
         raise ValueError(f"{path}: the weights file cannot end in .json (that is the sidecar)")
@@ -98,7 +98,22 @@ def save_backbone(backbone: Backbone, path: str | os.PathLike[str], meta: dict[s
     sidecar = sidecar_path(path)
     text = json.dumps({**info, "sha256": written.sha256}, indent=2, sort_keys=True) + "\n"
     atomic_write_bytes(sidecar, text.encode(), what="backbone sidecar")
-    return sidecar
+    return written.path
+
+
+def _json(text: str | bytes, where: str) -> Any:
+    """Parse a sidecar's JSON; a damaged one is an :class:`ArtefactIntegrityError` naming it."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ArtefactIntegrityError(
+            f"{where} is not valid JSON ({type(err).__name__}: {err}): it was changed, cut short "
+            f"or only partly copied after it was written; {_REMEDY}"
+        ) from err
+
+
+def _read_sidecar_file(sidecar: Path) -> Any:
+    return _json(sidecar.read_bytes(), f"the backbone sidecar {sidecar}")
 
 
 def _our_sidecar(path: Path) -> dict[str, Any] | None:
@@ -106,10 +121,7 @@ def _our_sidecar(path: Path) -> dict[str, Any] | None:
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         return None
-    try:
-        info = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ArtefactIntegrityError(f"{sidecar} is not valid JSON ({err}); {_REMEDY}") from err
+    info = _read_sidecar_file(sidecar)
     return info if isinstance(info, dict) and info.get("format") == FORMAT else None
 
 
@@ -134,27 +146,51 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
         path: The weights file (``str`` or path-like), e.g. ``"bb.safetensors"``.
 
     Raises:
-        FileNotFoundError: Neither the sidecar nor a ``.safetensors`` file with our header exists.
-        ValueError: The format is not :data:`FORMAT` or the file cannot be read.
+        FileNotFoundError: Neither ``path`` nor its sidecar exists.
+        ArtefactIntegrityError: The sidecar (or the header's copy) is not valid JSON.
+        ValueError: ``path`` exists but was not written by :meth:`Backbone.save` (no
+            sidecar and no header: a torch checkpoint, a foreign safetensors file; the
+            message says to load it with ``Backbone(name, weights=path)``), the format is
+            not :data:`FORMAT`, or the file cannot be read.
     """
     path = Path(path)
     sidecar = sidecar_path(path)
+    how = f"load it with Backbone(name, weights={str(path)!r}) and the architecture's name"
     if sidecar.is_file():
-        info = json.loads(sidecar.read_text(encoding="utf-8"))
-    elif path.is_file() and path.suffix == ".safetensors":
+        info = _read_sidecar_file(sidecar)
+    elif not path.exists():
+        raise FileNotFoundError(f"backbone file not found: {path} (and no sidecar {sidecar})")
+    elif not path.is_file():
+        raise ValueError(f"{path} is not a file; give the backbone's .safetensors file")
+    elif not _is_safetensors(path):
+        raise ValueError(
+            f"{path} exists but is not a backbone file written by Backbone.save: it has no "
+            f"sidecar {sidecar} and is not a safetensors file (a torch checkpoint?); {how}"
+        )
+    else:
         header = _read(path, tensors=False)[0].get(_HEADER_KEY)
         if header is None:
-            raise FileNotFoundError(
-                f"no sidecar {sidecar} and no '{_HEADER_KEY}' header in {path}; "
-                "was it written by Backbone.save?"
+            raise ValueError(
+                f"{path} is a safetensors file without a sidecar {sidecar} and without the "
+                f"'{_HEADER_KEY}' header Backbone.save writes, so its architecture is unknown; "
+                f"{how}"
             )
-        info = json.loads(header)
-    else:
-        raise FileNotFoundError(f"neither {sidecar} nor a .safetensors file {path} exists")
+        info = _json(header, f"the '{_HEADER_KEY}' header of {path}")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         found = info.get("format") if isinstance(info, dict) else None
         raise ValueError(f"{sidecar}: format {found!r} is not {FORMAT!r}")
     return dict(info)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file: a little-endian u64 header length
+    followed by a JSON object (the name's suffix is not trusted)."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    size = int.from_bytes(head[:8], "little")
+    return 2 <= size <= path.stat().st_size - 8 and head[8:9] == b"{"
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -172,7 +208,10 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     if info is not None and "sha256" in info:
         verify_sha256(path, info["sha256"], recorded_in=str(sidecar_path(path)), remedy=_REMEDY)
     meta, tensors = _read(path, tensors=True)
-    recorded = json.loads(meta[_HEADER_KEY]).get("tensors_sha256") if _HEADER_KEY in meta else None
+    header = None
+    if _HEADER_KEY in meta:
+        header = _json(meta[_HEADER_KEY], f"the '{_HEADER_KEY}' header of {path}")
+    recorded = header.get("tensors_sha256") if isinstance(header, dict) else None
     if recorded is not None and content_sha256(tensors) != recorded:
         raise ArtefactIntegrityError(
             f"{path} is corrupted: its tensors do not match the sha256 in its header; {_REMEDY}"

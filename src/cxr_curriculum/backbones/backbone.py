@@ -330,7 +330,8 @@ class Backbone(nn.Module):
             **meta: JSON-serialisable free-form provenance (e.g. ``produced_by="SimCLR stage 2"``).
 
         Returns:
-            The sidecar path.
+            The weights file's path (``Path(path)``); its sidecar is
+            ``path.with_suffix(".json")``.
 
         Raises:
             ValueError: ``meta`` is not JSON-serialisable or ``path`` ends in ``.json``.
@@ -346,7 +347,12 @@ class Backbone(nn.Module):
         settings: its :attr:`weights_source` is ``"file:<file name>"``.
 
         Raises:
+            FileNotFoundError: Neither the file nor its sidecar exists.
             ArtefactIntegrityError: The file does not match the sha256 its sidecar or
-                header records (changed, corrupted or cut short); the message names it.
+                header records (changed, corrupted or cut short), or the sidecar is not
+                valid JSON; the message names the file.
+            ValueError: The file exists but was not written by :meth:`save` (a torch
+                checkpoint, a safetensors file without our header); the message says to
+                load it with ``Backbone(name, weights=path)``.
         """
         return load_backbone(cls, path)

@@ -3,9 +3,12 @@
 Public names::
 
     Stage, Curriculum, StageResult            # compose and run curricula
+    Keep, KEEP                                # what a finished run keeps on disk
     KNNMonitor, StageMonitor, KNNEvaluator    # downstream scores logged during a stage
+    TensorBoardLogger, MetricLogger           # metrics to TensorBoard or any callable
     LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
     CurriculumError, NonFiniteLossError, CollapseError   # why a stage stopped
+    DivergenceRule, DivergenceError           # divergence measured against the run itself
     ArtefactIntegrityError, ArtefactWriteError           # a damaged file, a failed write
     load_checkpoint, data_fingerprint, embedding_std, METRIC_FIELDS
 
@@ -19,19 +22,24 @@ from __future__ import annotations
 from cxr_curriculum._artefacts import ArtefactIntegrityError, ArtefactWriteError
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint
 from cxr_curriculum.curriculum.curriculum import Curriculum, StageResult
+from cxr_curriculum.curriculum.divergence import DivergenceRule
+from cxr_curriculum.curriculum.loggers import MetricLogger, TensorBoardLogger
 from cxr_curriculum.curriculum.metrics_log import (
     METRIC_FIELDS,
     CollapseError,
     CurriculumError,
+    DivergenceError,
     NonFiniteLossError,
     embedding_std,
 )
 from cxr_curriculum.curriculum.monitor import KNNEvaluator, KNNMonitor, StageMonitor
 from cxr_curriculum.curriculum.optim import LARS, WarmupCosine, build_optimizer
+from cxr_curriculum.curriculum.outputs import KEEP, Keep
 from cxr_curriculum.curriculum.sampling import data_fingerprint
 from cxr_curriculum.curriculum.stage import Stage
 
 __all__ = [
+    "KEEP",
     "LARS",
     "METRIC_FIELDS",
     "ArtefactIntegrityError",
@@ -39,12 +47,17 @@ __all__ = [
     "CollapseError",
     "Curriculum",
     "CurriculumError",
+    "DivergenceError",
+    "DivergenceRule",
     "KNNEvaluator",
     "KNNMonitor",
+    "Keep",
+    "MetricLogger",
     "NonFiniteLossError",
     "Stage",
     "StageMonitor",
     "StageResult",
+    "TensorBoardLogger",
     "WarmupCosine",
     "build_optimizer",
     "data_fingerprint",

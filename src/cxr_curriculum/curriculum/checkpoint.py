@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "atomic_save",
     "atomic_write_json",
     "capture_rng",
+    "cpu_copy",
     "load_checkpoint",
     "read_json",
     "remove_stale_temp_files",
@@ -46,12 +47,19 @@ __all__ = [
 _DEFAULT_REMEDY = "delete it (a rerun writes it again) or restore it from a backup"
 
 
-def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Written:
+def atomic_save(
+    obj: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    before_replace: Callable[[Written], object] | None = None,
+) -> Written:
     """``torch.save`` a checkpoint dict atomically, with the sha256 of its contents inside.
 
     Args:
         obj: tensors and plain containers, as a mapping with string keys.
         path: the target file; its folder is created.
+        before_replace: see :func:`~cxr_curriculum._artefacts.atomic_write` (the run
+            manifest records the new file's sha256 as pending there).
 
     Returns:
         The file written and its sha256 (what the run manifest records).
@@ -65,7 +73,13 @@ def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Written
     state = {k: v for k, v in obj.items() if k != CONTENT_KEY}
     state[CONTENT_KEY] = content_sha256(state)
     size = payload_nbytes(state) + 64 * 1024
-    return atomic_write(path, lambda f: torch.save(state, f), what="checkpoint", size_hint=size)
+    return atomic_write(
+        path,
+        lambda f: torch.save(state, f),
+        what="checkpoint",
+        size_hint=size,
+        before_replace=before_replace,
+    )
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -107,6 +121,23 @@ def load_checkpoint(path: str | os.PathLike[str], *, remedy: str | None = None) 
     if not isinstance(state, dict):
         raise RuntimeError(f"{p} is not a cxr_curriculum checkpoint (got {type(state).__name__})")
     return verify_content(state, p, advice)
+
+
+def cpu_copy(obj: Any) -> Any:
+    """A copy of a nested checkpoint structure whose tensors are cloned to the CPU.
+
+    What a checkpoint held when it was taken, however training changes the live tensors
+    before it is written.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, Mapping):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple
+        return type(obj)(*(cpu_copy(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
 
 
 def capture_rng() -> dict[str, Any]:

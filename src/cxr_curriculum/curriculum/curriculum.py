@@ -32,17 +32,23 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
-from cxr_curriculum._artefacts import sha256_file
-from cxr_curriculum.curriculum.checkpoint import load_checkpoint
+from cxr_curriculum.curriculum.checkpoint import load_checkpoint, read_json
 from cxr_curriculum.curriculum.distributed import (
     barrier,
     init_distributed,
     revert_sync_batchnorm,
 )
+from cxr_curriculum.curriculum.loggers import MetricLogger, check_loggers
+from cxr_curriculum.curriculum.loggers import flush as flush_loggers
 from cxr_curriculum.curriculum.manifest import RunManifest
 from cxr_curriculum.curriculum.metrics_log import METRIC_FIELDS, MetricsLog
 from cxr_curriculum.curriculum.outputs import (
     BACKBONE_FILE,
+    KEEP,
+    Keep,
+    load_pruned_stage,
+    prune_run,
+    prune_stage,
     save_finished_stage,
     settle_finished_stage,
     write_run_backbone,
@@ -88,6 +94,20 @@ class Curriculum:
         sync_batchnorm: convert BatchNorm to SyncBatchNorm under multi-GPU DDP.
         find_unused_parameters: passed to ``DistributedDataParallel``.
         backend: process-group backend under torchrun (``None``: nccl on GPU, gloo on CPU).
+        keep: what stays on disk once stages are done (each weights file of a ResNet-18
+            is about 43 MB): ``"all"`` (default) keeps every stage's ``final.pt`` and
+            backbone file; ``"backbones"`` deletes a finished stage's ``final.pt`` (its
+            backbone file holds the same weights); ``"final"`` also deletes the stages'
+            backbone files once the run's ``backbone.safetensors`` is written, leaving
+            one weights file per run. Metrics and the manifest always stay; a rerun skips
+            removed stages without training them again (the manifest lists what was
+            removed under ``pruned``).
+        loggers: metric loggers that get every logged row beside ``metrics.csv``:
+            :class:`~cxr_curriculum.curriculum.TensorBoardLogger` or any callable
+            ``logger(group, metrics, step)`` (``group``: the stage's folder name,
+            ``step``: the curriculum's global step); see
+            :mod:`~cxr_curriculum.curriculum.loggers`. Rank 0 only; flushed after each
+            stage, closed by their owner.
 
     Raises:
         ValueError: on an empty or invalid stage list or an invalid option.
@@ -111,6 +131,8 @@ class Curriculum:
         sync_batchnorm: bool = False,
         find_unused_parameters: bool = True,
         backend: str | None = None,
+        keep: Keep = "all",
+        loggers: Sequence[MetricLogger] = (),
     ) -> None:
         self.stages = list(stages)
         if not self.stages or not all(isinstance(s, Stage) for s in self.stages):
@@ -130,6 +152,8 @@ class Curriculum:
             raise ValueError(f"amp must be None, False, True, 'bf16' or 'fp16'; got {amp!r}")
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an int >= 0; got {seed!r}")
+        if keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}; got {keep!r}")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.log_dir = Path(log_dir) if log_dir is not None else self.checkpoint_dir
         self.seed, self.resume = seed, resume
@@ -137,6 +161,9 @@ class Curriculum:
         self.device, self.amp, self.channels_last = device, amp, channels_last
         self.deterministic, self.sync_batchnorm = deterministic, sync_batchnorm
         self.find_unused_parameters, self.backend = find_unused_parameters, backend
+        self.keep: Keep = keep
+        self.loggers = check_loggers(loggers)
+        self._totals: dict[int, int] = {}
         self._run: RunSettings | None = None
         self._manifest: RunManifest | None = None
 
@@ -225,6 +252,9 @@ class Curriculum:
                 self._manifest = RunManifest.open(
                     self.checkpoint_dir, self.stages, self.seed, info, self.resume, self._folder
                 )
+                if self._manifest.data.get("keep") != self.keep:
+                    self._manifest.data["keep"] = self.keep
+                    self._manifest.write()
         return self._run, self._manifest
 
     def _run_info(self, run: RunSettings) -> dict[str, Any]:
@@ -243,12 +273,20 @@ class Curriculum:
     ) -> StageResult:
         t0 = time.perf_counter()
         final = folder / "final.pt" if folder is not None else None
+        if manifest is not None and folder is not None and run.dist.is_main:
+            manifest.forget_missing(index, folder)  # deleted as an error advised: trained again
         if manifest is not None and final is not None and folder is not None and final.exists():
+            manifest.verify(index, final, _FINAL_REMEDY)  # the whole file, zip metadata too
             state = manifest.check(load_checkpoint(final, remedy=_FINAL_REMEDY), index)
             backbone.load_state_dict(state["backbone"])
+            self._totals[index] = int(state["total_steps"])
             if run.dist.is_main:
                 info = self._run_info(run)
                 settle_finished_stage(manifest, index, folder, state, backbone, info)
+            if self.keep != "all":
+                barrier(run.dist)  # every process has read final.pt
+                if run.dist.is_main:
+                    prune_stage(manifest, index, folder, self.keep)
             self._finish_run(index, backbone, run, manifest)
             return StageResult(
                 index,
@@ -260,13 +298,13 @@ class Curriculum:
                 final,
                 list(state["metrics"]),
             )
+        if manifest is not None and folder is not None and manifest.is_pruned(index):
+            return self._skip_pruned(index, stage, backbone, run, manifest, folder, t0)
         last = folder / "last.pt" if folder is not None else None
         resume = None
         if manifest is not None and last is not None and last.exists():
+            manifest.verify(index, last, _LAST_REMEDY)
             resume = manifest.check(load_checkpoint(last, remedy=_LAST_REMEDY), index)
-            sha = sha256_file(last)  # a run killed before recording it left an old record
-            if run.dist.is_main and manifest.data["stages"][index]["files"].get("last.pt") != sha:
-                manifest.record(index, **{"last.pt": sha})
         log_folder = (
             None
             if self.log_dir is None
@@ -277,6 +315,9 @@ class Curriculum:
             log_folder if run.dist.is_main else None,
             list(resume["metrics"]) if resume else [],
             tuple(fields),
+            loggers=self.loggers if run.dist.is_main else [],
+            group=(folder or Path(f"stage{index:02d}-{stage.label}")).name,
+            step_offset=self._step_offset(index, manifest),
         )
         if run.dist.is_main:
             metrics.rewrite()
@@ -301,11 +342,14 @@ class Curriculum:
         finally:
             if sync:
                 revert_sync_batchnorm(backbone)
+            flush_loggers(metrics.loggers)
+        self._totals[index] = total
         if run.dist.is_main:
             metrics.write_json(stage=stage.label, index=index, steps=total, config=stage.config())
             if manifest is not None and folder is not None:
                 state = {"total_steps": total, "metrics": metrics.rows}
                 save_finished_stage(manifest, index, folder, backbone, state, self._run_info(run))
+                prune_stage(manifest, index, folder, self.keep)
         barrier(run.dist)
         logger.info("stage %d (%s) finished %d steps", index, stage.label, total)
         self._finish_run(index, backbone, run, manifest)
@@ -320,6 +364,20 @@ class Curriculum:
             list(metrics.rows),
         )
 
+    def _step_offset(self, index: int, manifest: RunManifest | None) -> int:
+        """Optimiser steps of the stages before ``index`` (the loggers' global step): as run
+        in this process, else as the manifest records them, else as planned."""
+        offset = 0
+        for j in range(index):
+            entry = manifest.data["stages"][j] if manifest is not None else {}
+            stage = self.stages[j]
+            planned = stage.steps or (stage.epochs or 0) * max(
+                1,
+                len(stage.data) // stage.batch_size,  # type: ignore[arg-type]
+            )
+            offset += self._totals.get(j) or int(entry.get("total_steps") or 0) or planned
+        return offset
+
     def _finish_run(
         self, index: int, backbone: nn.Module, run: RunSettings, manifest: RunManifest | None
     ) -> None:
@@ -329,7 +387,50 @@ class Curriculum:
             return
         if run.dist.is_main:
             write_run_backbone(manifest, backbone, path, self._run_info(run))
+            folders = [self._folder(i) for i in range(len(self.stages))]
+            prune_run(manifest, [f for f in folders if f is not None], path, self.keep)
         barrier(run.dist)
+
+    def _skip_pruned(
+        self,
+        index: int,
+        stage: Stage,
+        backbone: nn.Module,
+        run: RunSettings,
+        manifest: RunManifest,
+        folder: Path,
+        t0: float,
+    ) -> StageResult:
+        """A finished stage whose ``final.pt`` was removed (``keep=``): load its weights
+        from the file that still holds them, or go on if the next stage is done too (it
+        brings its own weights)."""
+        path = self.backbone_path
+        assert path is not None
+        if not load_pruned_stage(manifest, index, folder, path, backbone):
+            after = manifest.data["stages"][index + 1 : index + 2]  # it starts from these
+            if not after or after[0].get("status") != "done":
+                needs = "the run's backbone file" if not after else "the next stage"
+                raise ValueError(
+                    f"stage {index} ({stage.label}) in {self.checkpoint_dir} is done but no file "
+                    f"holds its weights any more (keep={self.keep!r}, and {self.backbone_path} "
+                    f"is missing or holds other weights) while {needs} needs them; rerun with "
+                    "resume='never' or another checkpoint_dir"
+                )
+        self._finish_run(index, backbone, run, manifest)
+        entry = manifest.data["stages"][index]
+        self._totals[index] = int(entry.get("total_steps") or 0)
+        log = self.log_dir / folder.name / "metrics.json" if self.log_dir is not None else None
+        rows = list(read_json(log).get("rows", [])) if log is not None and log.is_file() else []
+        return StageResult(
+            index,
+            stage.label,
+            int(entry.get("total_steps") or 0),
+            True,
+            0,
+            time.perf_counter() - t0,
+            None,
+            rows,
+        )
 
 
 _FINAL_REMEDY = (

@@ -8,6 +8,12 @@ per-sample loss the step equals a single-process step on the whole batch. Before
 optimiser steps, the loss and every floating buffer are checked (one all-reduce for
 both); before a checkpoint is written, every weight is checked too: NaN, inf and values
 whose square overflows float32 stop the stage (:mod:`~cxr_curriculum.curriculum.health`).
+The stage's :class:`~cxr_curriculum.curriculum.DivergenceRule` also checks every step's
+loss against the stage's early level and its method's chance loss, and, at logged
+steps, before every checkpoint and at the end, the backbone's feature scale against the
+stage's start (:mod:`~cxr_curriculum.curriculum.divergence`). A checkpoint is taken
+after its step's checks and written, and kept as the last good state, at the next step,
+once the loss of its weights (which that step computes) passed too.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from cxr_curriculum.curriculum.checkpoint import capture_rng, restore_rng
+from cxr_curriculum.curriculum.checkpoint import capture_rng, cpu_copy, restore_rng
 from cxr_curriculum.curriculum.distributed import all_reduce_mean
+from cxr_curriculum.curriculum.divergence import DivergenceMonitor, feature_scale, probe_batch
 from cxr_curriculum.curriculum.health import (
     LIMIT,
     LastGood,
@@ -36,6 +43,7 @@ from cxr_curriculum.curriculum.health import (
 from cxr_curriculum.curriculum.metrics_log import (
     CollapseError,
     CollapseMonitor,
+    DivergenceError,
     NonFiniteLossError,
 )
 from cxr_curriculum.curriculum.optim import WarmupCosine, build_optimizer
@@ -86,10 +94,20 @@ class StageLoop:
         fp16 = run.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=fp16)
         self.monitor = CollapseMonitor(stage.collapse_threshold, stage.collapse_patience)
+        rule = stage.divergence
+        self.divergence = (
+            None if rule is None else DivergenceMonitor.for_method(rule, self.method, self.micro)
+        )
+        self.probe: torch.Tensor | None = None
+        if rule is not None and rule.scale_factor is not None:
+            probe = probe_batch(stage.data, rule.probe_images, stage.image_size)
+            self.probe = to_device(probe, run.device, run.channels_last)
         self.step = 0
         self.resumed_at: int | None = None
         self.model: nn.Module = StepModule(self.method)
         self.last_good = LastGood.capture(backbone, 0, None)
+        #: a checkpoint taken but not yet written: (step, CPU copy of :meth:`state`)
+        self._pending: tuple[int, dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ checkpoints
     def restore(self, state: dict[str, Any]) -> None:
@@ -104,6 +122,8 @@ class StageLoop:
                 f"unexpected {unexpected}"
             )
         self.step, self.monitor.low = int(state["step"]), int(state["collapse_low"])
+        if self.divergence is not None:
+            self.divergence.load(state.get("divergence"))
         if self.plan.settings_changed:
             self._continue_with_new_settings(state)
         else:
@@ -143,17 +163,32 @@ class StageLoop:
             "optimizer_name": self.stage.resolved_optimizer,
             "scaler": self.scaler.state_dict(), "rng": capture_rng(),
             "metrics": list(self.plan.metrics.rows),
+            "divergence": None if self.divergence is None else self.divergence.state(),
             # the sampler and per-sample views are functions of (seed, epoch, position)
             "sampler": {"seed": self.plan.seed, "epoch": self.step // self.per_epoch,
                         "batches_done": self.step % self.per_epoch},
         }  # fmt: skip
 
     def save(self, batch: Any) -> None:
-        """Check the state (:meth:`check_state`), write a partial checkpoint, keep it as good."""
+        """Check the state (:meth:`check_state`) and take a partial checkpoint.
+
+        It is written, and kept as the last good state, by the next optimiser step once
+        the loss of these weights passed the stage's checks (:meth:`_write_pending`): a
+        checkpoint is only as good as the loss its weights give, which the next step
+        computes. A stop before then discards it.
+        """
         self.check_state(batch)
         if self.plan.save is not None:
-            self.plan.save(self.state())
-            self.last_good = LastGood.capture(self.backbone, self.step, self.plan.checkpoint)
+            self._pending = (self.step, cpu_copy(self.state()))
+
+    def _write_pending(self) -> None:
+        """Write the checkpoint :meth:`save` took, now that its weights' loss passed."""
+        if self._pending is None or self.plan.save is None:
+            return
+        step, state = self._pending
+        self._pending = None
+        self.plan.save(state)
+        self.last_good = LastGood(step, dict(state["backbone"]), self.plan.checkpoint)
 
     # ------------------------------------------------------------------ stepping
     def loader(self, epoch: int, in_epoch: int) -> DataLoader[Any]:
@@ -199,6 +234,11 @@ class StageLoop:
         )  # fmt: skip
         if stats[1] > 0 or not torch.isfinite(stats[0]):
             self.stop(f"loss is {stats[0].item()} at step {self.step}")
+        loss_value = float(stats[0])
+        if self.divergence is not None:  # the same value on every rank: the same verdict
+            reason = self.divergence.check_loss(loss_value, self.step + 1)
+            if reason is not None:
+                self.stop(f"diverged: {reason}", DivergenceError)
         if stats[2] > 0:
             names = unhealthy_names(floating_buffers(self.method))
             where = listed(names) if names else "on another process"
@@ -207,6 +247,7 @@ class StageLoop:
                 f" whose square overflows float32) at step {self.step}: {where} (BatchNorm "
                 "running statistics of a batch of huge activations)"
             )
+        self._write_pending()  # the loss of the weights it holds passed every check
         if self.stage.clip_grad_norm is not None:
             self.scaler.unscale_(self.opt)
             params = [p for p in self.method.parameters() if p.requires_grad]
@@ -218,18 +259,40 @@ class StageLoop:
         if callable(on_end):
             on_end(self.step, self.total)
         self.step += 1
-        return float(stats[0]), batch
+        return loss_value, batch
 
     # ------------------------------------------------------------------ stops
+    def start_divergence_monitor(self) -> None:
+        """Measure the feature scale the stage starts from (unless a checkpoint had it)."""
+        if self.divergence is not None and self.divergence.start_scale is None:
+            self.divergence.start_scale = self._feature_scale()
+
+    def _feature_scale(self) -> float | None:
+        if self.probe is None:
+            return None
+        local = torch.tensor(feature_scale(self.backbone, self.probe), device=self.run.device)
+        return float(all_reduce_mean(local, self.run.dist))  # one verdict on every rank
+
+    def check_scale(self) -> None:
+        """Stop with :class:`DivergenceError` if the feature scale is far above the start."""
+        if self.divergence is None or self.probe is None:
+            return
+        scale = self._feature_scale()
+        reason = None if scale is None else self.divergence.check_scale(scale, self.step)
+        if reason is not None:
+            self.stop(f"diverged: {reason}", DivergenceError)
+
     def check_state(self, batch: Any | None) -> None:
-        """Stop if a weight or buffer of the method (backbone included) is not healthy, or
-        if its eval-mode outputs on ``batch`` are not (the model would be unusable)."""
+        """Stop if a weight or buffer of the method (backbone included) is not healthy, if
+        its eval-mode outputs on ``batch`` are not (the model would be unusable), or if the
+        backbone's feature scale broke the stage's divergence rule."""
         names = unhealthy_names(self.method.state_dict().items())
         if names:
             self.stop(
                 f"weights became NaN, inf or too large (above {LIMIT:.1e}) after step "
                 f"{self.step}: {listed(names)}"
             )
+        self.check_scale()
         if batch is None:
             return
         flag = all_reduce_mean(eval_output_flag(self.method, batch, self.run.device), self.run.dist)
@@ -250,10 +313,11 @@ class StageLoop:
 
     def stop(self, reason: str, kind: type[Exception] = NonFiniteLossError) -> NoReturn:
         """Raise ``kind`` with a message saying what stopped and what was kept."""
-        hint = f" {_CONTINUE_HINT}" if kind is NonFiniteLossError else ""
+        diverged = issubclass(kind, NonFiniteLossError)
+        hint = f" {_CONTINUE_HINT}" if diverged else ""
         good = self.last_good
         first_after_resume = self.resumed_at is not None and self.step == self.resumed_at
-        if kind is NonFiniteLossError and good.checkpoint is not None and first_after_resume:
+        if diverged and good.checkpoint is not None and first_after_resume:
             hint = (
                 f" No step succeeded after resuming from {good.checkpoint}: its weights are "
                 "already diverging. Delete it and rerun with resume='continue' to restart the "

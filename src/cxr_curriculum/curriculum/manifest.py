@@ -3,13 +3,20 @@
 The manifest records the library, torch and Python versions, the seed, and for every
 stage its settings (:meth:`Stage.config`), a fingerprint of its data
 (:func:`~cxr_curriculum.curriculum.sampling.data_fingerprint`), a hash of both, its
-status (``pending``, ``running``, ``done``, ``failed``), the steps done and the sha256
-of every file it wrote (``files``). Every checkpoint carries its stage's hash too. A
+status (``pending``, ``running``, ``done``, ``failed``), the steps done, the sha256
+of every file it wrote (``files``) and the thresholds of its divergence rule
+(``divergence``, not part of the hash). Every checkpoint carries its stage's hash too. A
 rerun that changed a stage which already has progress stops with a ``ValueError``
 naming the fields that differ, instead of silently mixing two different runs; with
 ``resume="continue"`` a stage that has not finished may change its optimiser settings
 and continue from its last checkpoint (:mod:`~cxr_curriculum.curriculum.changes`), and
 the change is recorded (``changes``: the step and the fields).
+
+Checkpoint files are verified whole against the manifest (:meth:`RunManifest.verify`):
+a checkpoint's own content digest misses changes to its zip metadata, and a digest once
+recorded is never replaced by another one. A new file's digest is recorded as
+``pending`` before the file replaces the old one and moved to ``files`` after, so a
+run killed in between leaves a file whose digest is one of the two.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +32,7 @@ from typing import Any
 
 import torch
 
+from cxr_curriculum._artefacts import ArtefactIntegrityError, Written, sha256_file
 from cxr_curriculum._version import __version__
 from cxr_curriculum.curriculum.changes import accept_change, now
 from cxr_curriculum.curriculum.checkpoint import (
@@ -38,10 +47,17 @@ from cxr_curriculum.curriculum.stage import Stage
 
 __all__ = ["FORMAT_VERSION", "RunManifest", "stage_hash"]
 
-#: Version of the checkpoint and manifest layout (2: sha256 of every file).
-FORMAT_VERSION = 2
+logger = logging.getLogger("cxr_curriculum.curriculum")
+
+#: Version of the checkpoint and manifest layout (2: sha256 of every file; 3: a file's
+#: sha256 is recorded as ``pending`` before the file replaces the old one, and a file
+#: whose digest is neither recorded nor pending is refused).
+FORMAT_VERSION = 3
 #: Fields of a stage's entry that a rerun carries over from the manifest on disk.
-_CARRIED = ("status", "steps_done", "total_steps", "files", "changes", "accepted_hashes")
+_CARRIED = (
+    "status", "steps_done", "total_steps", "files", "pending", "pruned", "changes",
+    "accepted_hashes",
+)  # fmt: skip
 _OUR_FILES = (
     "final.pt",
     "last.pt",
@@ -64,8 +80,12 @@ class RunManifest:
     Use :meth:`open`; the Curriculum calls it once per run.
     """
 
-    def __init__(self, root: Path, data: dict[str, Any], writer: bool) -> None:
+    def __init__(
+        self, root: Path, data: dict[str, Any], writer: bool, legacy: bool = False
+    ) -> None:
         self.root, self.data, self.writer = root, data, writer
+        #: written by a version before pending digests (a killed run's record may be stale)
+        self.legacy = legacy
 
     @classmethod
     def open(
@@ -120,7 +140,8 @@ class RunManifest:
         }
         if old is not None and "backbone" in old:
             data["backbone"] = old["backbone"]
-        manifest = cls(root, data, writer=info.is_main)
+        legacy = old is not None and int(old.get("format", 0)) < FORMAT_VERSION
+        manifest = cls(root, data, writer=info.is_main, legacy=legacy)
         manifest.write()
         return manifest
 
@@ -139,14 +160,84 @@ class RunManifest:
         self.write()
 
     def record(self, index: int, **files: str | None) -> None:
-        """Record (``name=sha256``) or forget (``name=None``) files of stage ``index``; write."""
-        recorded = self.data["stages"][index].setdefault("files", {})
+        """Record (``name=sha256``) or forget (``name=None``) files of stage ``index``; write.
+
+        Recording a file also clears its pending digest.
+        """
+        entry = self.data["stages"][index]
+        recorded, pending = entry.setdefault("files", {}), entry.get("pending", {})
         for name, sha in files.items():
+            pending.pop(name, None)
             if sha is None:
                 recorded.pop(name, None)
             else:
                 recorded[name] = sha
+        if not pending:
+            entry.pop("pending", None)
         self.write()
+
+    def _pending(self, index: int, written: Written) -> None:
+        """Record a file's sha256 as pending, before it replaces the recorded one."""
+        self.data["stages"][index].setdefault("pending", {})[written.path.name] = written.sha256
+        self.write()
+
+    def verify(self, index: int, path: Path, remedy: str) -> str:
+        """Check a file of stage ``index`` against its recorded (or pending) sha256.
+
+        A pending digest that matches becomes the recorded one (a run was killed between
+        writing the file and recording it). A file with no digest on record is accepted.
+
+        Returns:
+            The file's sha256.
+
+        Raises:
+            ArtefactIntegrityError: the file's sha256 is neither recorded nor pending (a
+                changed byte anywhere in it, zip metadata included); the record is kept.
+        """
+        entry, name = self.data["stages"][index], path.name
+        recorded = entry.get("files", {}).get(name)
+        pending = entry.get("pending", {}).get(name)
+        actual = sha256_file(path)
+        if actual == recorded or (recorded is None and pending is None):
+            return actual
+        if actual == pending or self.legacy:
+            if actual != pending:
+                logger.warning(
+                    "%s: sha256 %s differs from %s recorded by an older version of the "
+                    "package (a run killed before it recorded the file); recording the new one",
+                    path, actual, recorded,
+                )  # fmt: skip
+            self.record(index, **{name: actual})
+            return actual
+        raise ArtefactIntegrityError(
+            f"{path} has sha256 {actual}, but {self.root / 'manifest.json'} records "
+            f"{recorded}: the file was changed, corrupted or only partly copied after it was "
+            f"written (the record is kept); {remedy}"
+        )
+
+    def prune(self, index: int, path: Path) -> None:
+        """Delete a file of a finished stage on purpose (``Curriculum(keep=...)``); the
+        manifest forgets its digest and lists it under ``pruned``."""
+        entry = self.data["stages"][index]
+        pruned = entry.setdefault("pruned", [])
+        if path.name not in pruned:
+            pruned.append(path.name)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self.record(index, **{path.name: None})
+
+    def is_pruned(self, index: int) -> bool:
+        """Whether stage ``index`` is done and its ``final.pt`` was removed on purpose."""
+        entry = self.data["stages"][index]
+        return entry.get("status") == "done" and "final.pt" in entry.get("pruned", [])
+
+    def forget_missing(self, index: int, folder: Path) -> None:
+        """Drop the records of checkpoints that were deleted (e.g. as an error advised)."""
+        entry = self.data["stages"][index]
+        names = set(entry.get("files", {})) | set(entry.get("pending", {}))
+        gone = [n for n in ("final.pt", "last.pt") if n in names and not (folder / n).exists()]
+        if gone:
+            self.record(index, **dict.fromkeys(gone))
 
     def check(self, state: dict[str, Any], index: int) -> dict[str, Any]:
         """Verify that a loaded checkpoint belongs to stage ``index`` as configured now.
@@ -177,8 +268,16 @@ class RunManifest:
 
     def save_partial(self, index: int, path: Path, state: dict[str, Any]) -> None:
         """Write a mid-stage checkpoint and record its step and sha256."""
-        written = atomic_save(self._stamp(index, state, "partial"), path)
-        files = {**self.data["stages"][index].get("files", {}), path.name: written.sha256}
+        written = atomic_save(
+            self._stamp(index, state, "partial"),
+            path,
+            before_replace=lambda w: self._pending(index, w),
+        )
+        entry = self.data["stages"][index]
+        files = {**entry.get("files", {}), path.name: written.sha256}
+        entry.get("pending", {}).pop(path.name, None)
+        if not entry.get("pending"):
+            entry.pop("pending", None)
         self.mark(
             index,
             "running",
@@ -188,13 +287,23 @@ class RunManifest:
         )
 
     def save_final(self, index: int, path: Path, state: dict[str, Any]) -> str:
-        """Write a stage's final checkpoint (not yet marked done); return its sha256."""
-        return atomic_save(self._stamp(index, state, "final"), path).sha256
+        """Write a stage's final checkpoint (not yet marked done); return its sha256.
+
+        Its digest is pending until :meth:`record` records it.
+        """
+        written = atomic_save(
+            self._stamp(index, state, "final"),
+            path,
+            before_replace=lambda w: self._pending(index, w),
+        )
+        self.data["stages"][index].pop("pruned", None)  # the stage was trained again
+        return written.sha256
 
     def finish(self, index: int, total_steps: int, **files: str) -> None:
         """Mark a stage done with the sha256 of its files, then drop its ``last.pt``."""
         entry = self.data["stages"][index]
         recorded = {k: v for k, v in entry.get("files", {}).items() if k != "last.pt"}
+        entry.pop("pending", None)
         self.mark(
             index, "done", steps_done=total_steps, total_steps=total_steps,
             files={**recorded, **files},
@@ -243,6 +352,7 @@ def _entry(index: int, stage: Stage, folder: Path | None) -> dict[str, Any]:
         "steps_done": 0,
         "total_steps": None,
         "files": {},
+        "divergence": None if stage.divergence is None else stage.divergence.config(),
     }
 
 

@@ -2,7 +2,8 @@
 
 A stage logs one row every ``log_every`` optimiser steps to ``metrics.csv`` and, at each
 checkpoint and at the end, the whole table to ``metrics.json``. Training stops with a
-clear error when the loss is not finite (:class:`NonFiniteLossError`) or when the
+clear error when the loss is not finite (:class:`NonFiniteLossError`), when the run
+diverges by its own measure (:class:`DivergenceError`) or when the
 embeddings collapse to a point (:class:`CollapseError`): the standard deviation of the
 L2-normalised embeddings, scaled by ``sqrt(D)``, stays below a threshold. The scaled std
 is about 1 for well-spread embeddings and 0 for a collapse (the monitor of SimSiam,
@@ -23,12 +24,14 @@ from torch import Tensor
 
 from cxr_curriculum._artefacts import atomic_write_bytes
 from cxr_curriculum.curriculum.checkpoint import atomic_write_json
+from cxr_curriculum.curriculum.loggers import MetricLogger, send
 
 __all__ = [
     "METRIC_FIELDS",
     "CollapseError",
     "CollapseMonitor",
     "CurriculumError",
+    "DivergenceError",
     "MetricsLog",
     "NonFiniteLossError",
     "embedding_std",
@@ -48,6 +51,16 @@ class CurriculumError(RuntimeError):
 
 class NonFiniteLossError(CurriculumError):
     """The loss, or the model's weights or running statistics, became NaN or infinite."""
+
+
+class DivergenceError(NonFiniteLossError):
+    """The run diverged by its own measure before anything became NaN: its loss rose far
+    above its early level or its method's chance level, or its feature scale far above
+    the stage's start (:class:`~cxr_curriculum.curriculum.DivergenceRule`).
+
+    A subclass of :class:`NonFiniteLossError`, so ``except NonFiniteLossError`` catches
+    every divergence stop.
+    """
 
 
 class CollapseError(CurriculumError):
@@ -92,22 +105,34 @@ class CollapseMonitor:
 
 @dataclass
 class MetricsLog:
-    """A stage's metric rows, mirrored to ``<folder>/metrics.csv`` and ``metrics.json``.
+    """A stage's metric rows, mirrored to ``<folder>/metrics.csv`` and ``metrics.json``
+    and handed to metric loggers (:mod:`~cxr_curriculum.curriculum.loggers`).
 
     Args:
         folder: where the files go (``None``: keep rows in memory only).
         rows: rows so far (restored from a checkpoint when resuming).
         fields: the columns: :data:`METRIC_FIELDS` plus a monitor's (e.g. ``knn_accuracy``).
+        loggers: called as ``logger(group, metrics, step_offset + row["step"])`` with the
+            row's numeric values for every new row (rank 0 only).
+        group: the series name the loggers get (the stage's folder name).
+        step_offset: optimiser steps of the curriculum's earlier stages.
     """
 
     folder: Path | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     fields: tuple[str, ...] = METRIC_FIELDS
+    loggers: list[MetricLogger] = field(default_factory=list)
+    group: str = ""
+    step_offset: int = 0
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add a row (keys from :attr:`fields`; missing ones are empty) and append it to the CSV."""
+        """Add a row (keys from :attr:`fields`; missing ones are empty), append it to the
+        CSV and send it to the loggers."""
         clean = {k: row.get(k) for k in self.fields}
         self.rows.append(clean)
+        if self.loggers:
+            values = {k: v for k, v in clean.items() if k not in ("stage", "step")}
+            send(self.loggers, self.group, values, self.step_offset + int(row["step"]))
         if self.folder is None:
             return
         path = self.folder / "metrics.csv"

@@ -8,28 +8,47 @@ weights (:meth:`RunManifest.recipe`). A rerun verifies these files against their
 sidecars and rebuilds any that are missing, cut short or changed, from the stage's
 verified ``final.pt``; it also finishes a stage whose run was killed after ``final.pt``
 was written but before the stage was marked done.
+
+**Footprint** (``Curriculum(..., keep=...)``): every weights file of a ResNet-18 is about
+43 MB, and ``keep="all"`` leaves two per stage plus the run's. ``keep="backbones"``
+deletes a stage's ``final.pt`` once the stage is done and its backbone file is written
+(the same weights, verified by its sidecar); ``keep="final"`` also deletes the stages'
+backbone files once the run's ``backbone.safetensors`` is written, so a finished run
+keeps one weights file. The manifest records what was removed (``pruned``), so a rerun
+skips those stages, loading their weights from whatever file still holds them
+(:func:`load_pruned_stage`), instead of training them again.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 from cxr_curriculum._artefacts import ArtefactIntegrityError, content_sha256, sha256_file
-from cxr_curriculum.backbones import verify_backbone_file
+from cxr_curriculum.backbones import load_checkpoint as load_weights
+from cxr_curriculum.backbones import read_sidecar, verify_backbone_file
 from cxr_curriculum.curriculum.manifest import RunManifest
 
 __all__ = [
     "BACKBONE_FILE",
+    "KEEP",
+    "Keep",
     "can_save",
     "ensure_backbone_file",
+    "load_pruned_stage",
+    "prune_run",
+    "prune_stage",
     "save_finished_stage",
     "settle_finished_stage",
     "write_run_backbone",
 ]
+
+#: What a curriculum keeps on disk once stages (and the run) are done.
+Keep = Literal["all", "backbones", "final"]
+KEEP: tuple[str, ...] = ("all", "backbones", "final")
 
 logger = logging.getLogger("cxr_curriculum.curriculum")
 
@@ -73,11 +92,10 @@ def ensure_backbone_file(
     if info is None:
         if path.exists():
             logger.warning("%s is incomplete, changed or out of date; writing it again", path)
-        sidecar = backbone.save(path, **meta)  # type: ignore[operator]
+        backbone.save(path, **meta)  # type: ignore[operator]
         info = verify_backbone_file(path)
-    else:
-        sidecar = path.with_suffix(".json")
-    return {path.name: str(info["sha256"]), Path(sidecar).name: sha256_file(sidecar)}
+    sidecar = path.with_suffix(".json")
+    return {path.name: str(info["sha256"]), sidecar.name: sha256_file(sidecar)}
 
 
 def save_finished_stage(
@@ -168,3 +186,56 @@ def write_run_backbone(
     if manifest.data.get("backbone") != record:
         manifest.data["backbone"] = record
         manifest.write()
+
+
+def prune_stage(manifest: RunManifest, index: int, folder: Path, keep: str) -> None:
+    """Delete a finished stage's ``final.pt`` when ``keep`` asks and its backbone file holds
+    the same weights (verified); record it in the manifest's ``pruned`` list."""
+    final = folder / "final.pt"
+    if keep == "all" or not final.exists():
+        return
+    try:
+        verify_backbone_file(folder / BACKBONE_FILE)
+    except (FileNotFoundError, ArtefactIntegrityError, ValueError):
+        logger.info("%s kept: the stage has no backbone file holding its weights", final)
+        return
+    manifest.prune(index, final)
+
+
+def prune_run(manifest: RunManifest, folders: list[Path], run_file: Path, keep: str) -> None:
+    """With ``keep="final"``, delete the stages' backbone files once ``run_file`` is written."""
+    if keep != "final" or not run_file.is_file():
+        return
+    for index, folder in enumerate(folders):
+        for name in (BACKBONE_FILE, Path(BACKBONE_FILE).with_suffix(".json").name):
+            if (folder / name).exists():
+                manifest.prune(index, folder / name)
+
+
+def load_pruned_stage(
+    manifest: RunManifest, index: int, folder: Path, run_file: Path, backbone: nn.Module
+) -> bool:
+    """Load a pruned stage's weights into ``backbone`` from a file that still holds them.
+
+    Looks at the stage's ``backbone.safetensors``, then at the run's, if its recipe ends
+    with this stage (same settings hash). Both are verified against their sidecars.
+
+    Returns:
+        ``True`` if the weights were loaded; ``False`` if no file holds them any more
+        (fine when a later stage is done too: its weights replace them).
+    """
+    entry = manifest.data["stages"][index]
+    stage_file = folder / BACKBONE_FILE
+    candidates = [stage_file] if stage_file.exists() else []
+    if run_file.exists():
+        try:
+            last = read_sidecar(run_file)["meta"]["recipe"]["stages"][-1]
+        except (KeyError, IndexError, TypeError, ValueError, FileNotFoundError):
+            last = {}
+        if last.get("index") == index and last.get("config_hash") == entry["config_hash"]:
+            candidates.append(run_file)
+    for path in candidates:
+        verify_backbone_file(path)  # ArtefactIntegrityError names a damaged file
+        backbone.load_state_dict(load_weights(path))
+        return True
+    return False

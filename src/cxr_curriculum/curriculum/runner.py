@@ -3,8 +3,9 @@
 :class:`~cxr_curriculum.curriculum.Curriculum` decides *which* stage runs and from
 which state; :func:`train_stage` runs it with a
 :class:`~cxr_curriculum.curriculum.loop.StageLoop`. When a stop rule ends the stage early
-(a non-finite loss, buffer or weight; a collapse), the backbone is handed back as it was
-at the last good checkpoint, or at the start of the stage if none was written.
+(a non-finite loss, buffer or weight; a divergence; a collapse), or anything else raises
+mid-stage (an image with NaN pixels, a failing read), the backbone is handed back as it
+was at the last good checkpoint, or at the start of the stage if none was written.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def train_stage(stage: Stage, backbone: nn.Module, plan: StagePlan, run: RunSett
     Raises:
         NonFiniteLossError: the loss, a buffer or a weight became NaN/inf (no checkpoint
             is written after it; the backbone is restored to the last good state).
+        DivergenceError: the stage's ``DivergenceRule`` saw the loss or the feature
+            scale run away (same handling).
         CollapseError: the embedding std stayed below ``stage.collapse_threshold``.
         ValueError: the batch does not split over processes and micro-batches, or an
             image has non-finite pixels (the message names the item and its file).
@@ -108,6 +111,7 @@ def train_stage(stage: Stage, backbone: nn.Module, plan: StagePlan, run: RunSett
         torch.manual_seed(mix_seed(plan.seed, info.rank, 1))
         if plan.resume is not None:
             loop.restore(plan.resume)
+        loop.start_divergence_monitor()
         if info.distributed:
             cuda = run.device.type == "cuda"
             ids = [run.device.index or torch.cuda.current_device()] if cuda else None
@@ -144,14 +148,18 @@ def train_stage(stage: Stage, backbone: nn.Module, plan: StagePlan, run: RunSett
                     bar.set_postfix(loss=f"{loss:.4f}", std="-" if std is None else f"{std:.3f}")
                     logger.debug("stage %s step %d loss %.4f", stage.label, loop.step, loss)
                     loop.check_collapse(std)
+                    loop.check_scale()
                 every = run.checkpoint_every
                 if every and not last and loop.step % every == 0:
                     loop.save(batch)
         loop.check_state(batch)
         return loop.total
     except Exception as exc:
-        if loop is not None and isinstance(exc, CurriculumError):
+        if loop is not None:  # every stop hands back the last good state, not half of a step
             loop.last_good.restore(backbone)
+            if not isinstance(exc, CurriculumError) and hasattr(exc, "add_note"):
+                kept = loop.last_good.describe()  # CurriculumErrors say it themselves
+                exc.add_note(f"stage {plan.index} ({stage.label}) stopped and {kept}.")
         if plan.fail is not None:
             plan.fail(exc)
         raise

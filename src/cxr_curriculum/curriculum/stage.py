@@ -15,6 +15,7 @@ from typing import Any, Literal
 from torch import nn
 from torch.utils.data import Dataset
 
+from cxr_curriculum.curriculum.divergence import DEFAULT_RULE, DivergenceRule
 from cxr_curriculum.curriculum.monitor import StageMonitor
 
 __all__ = ["OPTIMIZERS", "Stage", "method_config"]
@@ -102,6 +103,11 @@ class Stage:
             ``KNNMonitor(train, val, knn_evaluate, every=50)`` (see :mod:`~.monitor`;
             ``knn_evaluate`` from :mod:`cxr_curriculum.evaluation`); it does not change
             the trained weights and is not part of the stage's settings.
+        divergence: when the stage counts as diverged before anything is NaN (loss far
+            above its early level or its method's chance loss, feature scale far above
+            the stage's start): a :class:`~cxr_curriculum.curriculum.DivergenceRule`;
+            ``None`` keeps only the NaN, inf and overflow checks. Recorded in the
+            manifest, not part of the settings hash.
     """
 
     method: nn.Module
@@ -126,6 +132,7 @@ class Stage:
     collapse_patience: int = 3
     name: str | None = None
     monitor: StageMonitor | None = None
+    divergence: DivergenceRule | None = DEFAULT_RULE
 
     def __post_init__(self) -> None:
         missing = [a for a in _METHOD_API if not callable(getattr(self.method, a, None))]
@@ -172,6 +179,11 @@ class Stage:
             raise ValueError(f"strength must be >= 0; got {self.strength}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0; got {self.num_workers}")
+        if self.divergence is not None and not isinstance(self.divergence, DivergenceRule):
+            raise TypeError(
+                "Stage.divergence must be a DivergenceRule or None; got "
+                f"{type(self.divergence).__name__}"
+            )
         if self.monitor is not None and not isinstance(self.monitor, StageMonitor):
             raise TypeError(
                 "Stage.monitor must be a KNNMonitor or an object with every, fields and "
@@ -242,8 +254,8 @@ class Stage:
     def config(self) -> dict[str, Any]:
         """JSON-able settings that change the result (recorded in the checkpoint manifest).
 
-        ``num_workers``, the collapse monitor and ``monitor`` are left out: they do not
-        change the trained weights.
+        ``num_workers``, the collapse monitor, the divergence rule and ``monitor`` are
+        left out: they do not change the trained weights (they may only stop a stage).
         """
         return {
             "name": self.label,

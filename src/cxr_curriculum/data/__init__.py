@@ -22,6 +22,7 @@ from cxr_curriculum.data.covid import (
     CovidChestXray,
 )
 from cxr_curriculum.data.dicom import DicomMeta, read_dicom_meta
+from cxr_curriculum.data.dicom_pixels import DicomWindowWarning, window_fallbacks
 from cxr_curriculum.data.errors import DicomSupportError
 from cxr_curriculum.data.exclusion import (
     PoolExclusion,
@@ -119,6 +120,7 @@ __all__ = [
     "DecodedCache",
     "DicomMeta",
     "DicomSupportError",
+    "DicomWindowWarning",
     "FindingMap",
     "FindingsPool",
     "ImageFiles",
@@ -171,4 +173,5 @@ __all__ = [
     "read_mask",
     "read_table",
     "scan_files",
+    "window_fallbacks",
 ]

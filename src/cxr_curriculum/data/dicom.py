@@ -26,7 +26,14 @@ from typing import Any
 from cxr_curriculum.data.errors import DICOM_EXTRA_HINT, DicomSupportError, ImageReadError
 from cxr_curriculum.data.formats import sniff_format
 
-__all__ = ["DicomMeta", "open_dicom", "pydicom_module", "quiet_pydicom", "read_dicom_meta"]
+__all__ = [
+    "DicomMeta",
+    "open_dicom",
+    "pydicom_module",
+    "quiet_pydicom",
+    "read_dicom_meta",
+    "truncation",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,41 @@ def open_dicom(path: str | os.PathLike[str], *, acr_nema: bool, pixels: bool) ->
             ds.file_meta = pydicom.dataset.FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = syntax
     return ds
+
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def truncation(path: str | os.PathLike[str], ds: Any) -> str | None:
+    """Why a parsed DICOM without pixel data looks cut short, or ``None``.
+
+    pydicom stops silently at the end of a cut file, so a film cut to a few hundred bytes
+    parses as an object without pixel data. It is called truncated when its data set is
+    empty, when an element's declared length runs past the end of the file, when bytes
+    are left after the last complete element, or when its SOP class is an image storage
+    class (an image object always carries pixel data).
+
+    Args:
+        path: The file ``ds`` was read from.
+        ds: The pydicom data set (read without ``stop_before_pixels``).
+    """
+    size = Path(path).stat().st_size
+    if len(ds) == 0:
+        return f"truncated DICOM file ({size} bytes): no data set could be read from it"
+    end = 0
+    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset converts every element)
+        raw = ds.get_item(tag)
+        tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+        if isinstance(tell, int) and isinstance(length, int) and length != _UNDEFINED_LENGTH:
+            end = max(end, tell + length)
+    if end > size:
+        return f"truncated DICOM file ({size} bytes; its elements need at least {end})"
+    if 0 < end < size - 1 and "PixelData" not in ds:
+        return f"truncated DICOM file ({size} bytes; {size - end} unreadable bytes at its end)"
+    sop = getattr(ds.get("SOPClassUID"), "name", "") or ""
+    if "Image Storage" in sop:
+        return f"truncated DICOM file ({size} bytes): an image object ({sop}) without pixel data"
+    return None
 
 
 def _text(ds: Any, keyword: str) -> str | None:

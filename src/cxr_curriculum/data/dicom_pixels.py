@@ -9,6 +9,11 @@ The display pipeline of DICOM PS3.3 C.11 (and PS3.4 N.2.1.1), in this order, all
    ``pydicom.pixels.apply_modality_lut``);
 3. the window of :mod:`~cxr_curriculum.data.windowing` (``window="auto"``: the file's
    VOI LUT Sequence, else its first Window Center/Width, else min-max), giving ``[0, 1]``;
+   under ``"auto"`` a header window that would send nearly all of the film's pixels to
+   one end (:data:`HIDDEN_FRACTION`; e.g. a window outside the stored values, which
+   shows a constant image) gives way to the film's own range (min-max), with one
+   :class:`DicomWindowWarning` per file naming it, recorded in
+   :attr:`DicomPixels.window` and :func:`window_fallbacks`;
 4. ``MONOCHROME1`` films (higher value = darker) inverted as ``1 - y``, so that bone
    and lungs look the same way round as in a ``MONOCHROME2`` film or a PNG.
 
@@ -22,12 +27,14 @@ Opening the file, the ``dicom`` extra and the no-identifiers rule are in
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from cxr_curriculum.data.dicom import open_dicom, pydicom_module, quiet_pydicom
+from cxr_curriculum.data.dicom import open_dicom, pydicom_module, quiet_pydicom, truncation
 from cxr_curriculum.data.errors import DICOM_EXTRA_HINT, DicomSupportError, ImageReadError
 from cxr_curriculum.data.windowing import (
     Window,
@@ -37,11 +44,29 @@ from cxr_curriculum.data.windowing import (
     percentile_window,
 )
 
-__all__ = ["DicomPixels", "read_dicom"]
+__all__ = [
+    "HIDDEN_FRACTION",
+    "DicomPixels",
+    "DicomWindowWarning",
+    "read_dicom",
+    "window_fallbacks",
+]
+
+#: Under ``window="auto"``, a header window that leaves at least this fraction of a film's
+#: pixels at 0 or at 1 (within one 1/1024 display step) hides the film: the film's own
+#: range is used instead, if it shows more.
+HIDDEN_FRACTION = 0.99
+_STEP = 1.0 / 1024
+_FALLBACKS: dict[str, str] = {}
+_LOCK = threading.Lock()
 
 _GRAY = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
 _LUMA = np.array([0.299, 0.587, 0.114])
+
+
+class DicomWindowWarning(UserWarning):
+    """A film's header VOI window would hide it; its own range was used (``window="auto"``)."""
 
 
 class DicomPixels(NamedTuple):
@@ -50,15 +75,35 @@ class DicomPixels(NamedTuple):
     Attributes:
         array: ``float64`` ``(H, W)`` display values in ``[0, 1]``.
         bits_stored: The file's Bits Stored (the precision the values came from).
+        window: What was applied: ``"voi-lut"``, ``"voi-window"``, ``"minmax"``,
+            ``"percentile"``, ``"colour"`` (RGB/YBR luma), or ``"minmax-fallback"``
+            when the header's window would have hidden the film.
+        note: Why a fallback happened (``None`` otherwise).
     """
 
     array: np.ndarray
     bits_stored: int
+    window: str = ""
+    note: str | None = None
+
+
+def window_fallbacks() -> dict[str, str]:
+    """Files whose header window was replaced by their own range in this process.
+
+    Returns:
+        ``{path: why}``; DataLoader worker processes keep their own record (their warning
+        still reaches the console).
+    """
+    with _LOCK:
+        return dict(_FALLBACKS)
 
 
 def _check_image_object(path: Path, ds: Any) -> str:
     """The photometric interpretation, or ImageReadError for what cannot be shown."""
     if "PixelData" not in ds:
+        cut = truncation(path, ds)
+        if cut is not None:
+            raise ImageReadError(path, f"{cut}; copy the file again from its source")
         sop = ds.get("SOPClassUID")
         kind = getattr(sop, "name", None) or "unknown SOP class"
         raise ImageReadError(path, f"DICOM object without pixel data ({kind})")
@@ -115,26 +160,60 @@ def _voi_lut(values: np.ndarray, ds: Any) -> np.ndarray:
     return np.clip((out - low) / (high - low), 0.0, 1.0) if high > low else np.zeros_like(out)
 
 
-def _voi(path: Path, values: np.ndarray, ds: Any, window: Window) -> np.ndarray:
-    """The file's VOI transform in [0, 1]; ``"auto"`` falls back to min-max."""
+def _voi(path: Path, values: np.ndarray, ds: Any, window: Window) -> tuple[np.ndarray, str]:
+    """The file's VOI transform in [0, 1] and its name; ``"auto"`` falls back to min-max."""
     problem = "no VOI window or VOI LUT in the file"
     if ds.get("VOILUTSequence"):
         try:
-            return _voi_lut(values, ds)
+            return _voi_lut(values, ds), "voi-lut"
         except Exception as exc:  # a malformed LUT: descriptor or data missing or wrong
             problem = f"invalid VOI LUT in the file ({type(exc).__name__})"
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None:
         function = str(ds.get("VOILUTFunction", "") or "LINEAR")
         try:
-            return linear_window(values, _first(center), _first(width), function)
+            return linear_window(values, _first(center), _first(width), function), "voi-window"
         except (TypeError, ValueError, IndexError) as exc:
             problem = f"invalid VOI window in the file ({exc})"
     if window == "voi":
         raise ImageReadError(
             path, f"{problem} (window='voi'); use window='auto', 'minmax' or 'percentile'"
         )
-    return minmax_window(values)
+    return minmax_window(values), "minmax"
+
+
+def _hidden(shown: np.ndarray) -> tuple[float, int]:
+    """The fraction of pixels within one display step of one end, and which end."""
+    low, high = float(np.mean(shown <= _STEP)), float(np.mean(shown >= 1.0 - _STEP))
+    return (low, 0) if low >= high else (high, 1)
+
+
+def _window_text(ds: Any, kind: str) -> str:
+    if kind == "voi-lut":
+        return "its VOI LUT"
+    return f"its VOI window (center {_first(ds.WindowCenter):g}, width {_first(ds.WindowWidth):g})"
+
+
+def _unhide(
+    values: np.ndarray, shown: np.ndarray, ds: Any, kind: str
+) -> tuple[np.ndarray, str, str | None]:
+    """Under ``"auto"``: the film's own range when the header window hides the film."""
+    if kind not in ("voi-lut", "voi-window"):
+        return shown, kind, None
+    fraction, end = _hidden(shown)
+    if fraction < HIDDEN_FRACTION:
+        return shown, kind, None
+    own = minmax_window(values)
+    if _hidden(own)[0] >= fraction:  # the film's own range shows no more
+        return shown, kind, None
+    where = "below" if end == 0 else "above"
+    note = (
+        f"{_window_text(ds, kind)} puts {100 * fraction:.1f} % of the film's pixels {where} "
+        f"it (the film's values run from {float(values.min()):g} to "
+        f"{float(values.max()):g}) and would show a nearly constant image, so the film's own range "
+        "(min-max) was used instead; pass window='voi' to keep the header's window"
+    )
+    return own, "minmax-fallback", note
 
 
 def read_dicom(
@@ -150,8 +229,13 @@ def read_dicom(
 
     Returns:
         :class:`DicomPixels`: ``float64`` ``(H, W)`` in ``[0, 1]`` (MONOCHROME1
-        inverted) and the file's Bits Stored. Colour objects (RGB/YBR) become BT.601
-        luma of their stored range; ``window`` does not apply to them.
+        inverted), the file's Bits Stored and the window applied. Colour objects
+        (RGB/YBR) become BT.601 luma of their stored range; ``window`` does not apply
+        to them.
+
+    Warns:
+        DicomWindowWarning: Once per file and process, when ``window="auto"`` replaced
+            a header window that hid the film with the film's own range.
 
     Raises:
         ImageReadError: Malformed header, no pixel data, multi-frame, unsupported
@@ -164,7 +248,14 @@ def read_dicom(
     window = check_window(window)
     p = Path(path)
     with quiet_pydicom(pydicom_module(p)):
-        return _read(p, window, acr_nema)
+        pixels = _read(p, window, acr_nema)
+    if pixels.note is not None:  # outside quiet_pydicom, which silences warnings
+        with _LOCK:
+            first = str(p) not in _FALLBACKS
+            _FALLBACKS[str(p)] = pixels.note
+        if first:
+            warnings.warn(f"{p}: {pixels.note}", DicomWindowWarning, stacklevel=2)
+    return pixels
 
 
 def _read(p: Path, window: Window, acr_nema: bool) -> DicomPixels:
@@ -176,18 +267,21 @@ def _read(p: Path, window: Window, acr_nema: bool) -> DicomPixels:
     if photometric in _COLOUR:
         if stored.ndim != 3 or stored.shape[-1] != 3:
             raise ImageReadError(p, f"colour DICOM with pixel array shape {stored.shape}")
-        return DicomPixels(np.clip(stored @ _LUMA / (2**bits - 1), 0.0, 1.0), bits)
+        return DicomPixels(np.clip(stored @ _LUMA / (2**bits - 1), 0.0, 1.0), bits, "colour")
     if stored.ndim != 2:
         raise ImageReadError(p, f"expected one gray image, got pixel array shape {stored.shape}")
     from pydicom.pixels import apply_modality_lut
 
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    note = None
     if window in ("auto", "voi"):
-        shown = _voi(p, values, ds, window)
+        shown, kind = _voi(p, values, ds, window)
+        if window == "auto":
+            shown, kind, note = _unhide(values, shown, ds, kind)
     elif window == "minmax":
-        shown = minmax_window(values)
+        shown, kind = minmax_window(values), "minmax"
     else:
-        shown = percentile_window(values)
+        shown, kind = percentile_window(values), "percentile"
     if photometric == "MONOCHROME1":
         shown = 1.0 - shown
-    return DicomPixels(shown, bits)
+    return DicomPixels(shown, bits, kind, note)

@@ -8,6 +8,7 @@ File names are ``<patient>_<study>.png`` (``00000061_012.png``: patient ``000000
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -88,7 +89,9 @@ class NIHChestXray14(CXRDataset):
     images found anywhere under ``root`` (the official ``images_0NN/images/`` folders or
     one flat folder), by file name or else by name whatever the suffix (the row
     ``00000001_000.png`` finds ``00000001_000.dcm``); rows whose image is absent are
-    dropped and counted in ``.missing``. ``Finding Labels`` holds ``|``-separated findings:
+    dropped and counted in ``.missing``, and logged once per process at INFO (a folder
+    with part of the 112,120 images is the usual case; logger
+    ``cxr_curriculum.data.tables``). ``Finding Labels`` holds ``|``-separated findings:
 
     * ``positive=None``: multi-label. ``classes`` are :data:`NIH_FINDINGS`, an item's
       label is a multi-hot ``float32`` tensor ``(14,)`` and ``.targets`` is ``(N, 14)``.
@@ -186,6 +189,7 @@ class NIHChestXray14(CXRDataset):
         located, self.missing = keep_present(
             ((row, find(row["Image Index"])) for row in rows),
             dataset="NIHChestXray14", what="rows", table=csv_file, folder=self.root,
+            level=logging.INFO,  # a subset of the 112,120 images is the usual case
         )  # fmt: skip
         files: list[Path] = []
         findings: list[list[str]] = []

@@ -218,6 +218,19 @@ class SSLMethod(nn.Module, abc.ABC):
         if step < 0 or total_steps < 1:
             raise ValueError(f"need step >= 0 and total_steps >= 1, got {step}, {total_steps}")
 
+    def chance_loss(self, batch_size: int) -> float | None:
+        """The loss of a model that has learnt nothing, or ``None`` if the method has none.
+
+        A Curriculum's :class:`~cxr_curriculum.curriculum.DivergenceRule` stops a stage whose
+        loss rises far above it (e.g. ``log 4`` for rotation prediction, ``log(2N - 1)``
+        for NT-Xent). Methods whose loss has no such level (BYOL, SimSiam, Barlow Twins,
+        VICReg) return ``None`` and are checked against their early loss only.
+
+        Args:
+            batch_size: Images per process in one loss computation (one micro-batch).
+        """
+        return None
+
     @torch.no_grad()
     def embedding_for_monitor(self, batch: Any) -> Tensor:
         """Backbone features ``(B, num_features)`` of the batch's first images.

@@ -3,6 +3,7 @@ arXiv 2104.14294): self-distillation with no labels and multi-crop, on a CNN or 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -157,6 +158,10 @@ class DINO(TeacherStudentMethod):
     def _teacher(self, views: list[Tensor]) -> list[Tensor]:
         logits: Tensor = self.teacher_head(self._teacher_features(torch.cat(views[:2])))
         return list(logits.chunk(2))
+
+    def chance_loss(self, batch_size: int) -> float:
+        """``log K``: the cross-entropy of a uniform student over the ``K`` outputs."""
+        return math.log(self.hparams["output_dim"])
 
     def training_step(self, batch: Any) -> Tensor:
         self._require_setup()

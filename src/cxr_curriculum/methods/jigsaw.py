@@ -3,6 +3,7 @@ by Solving Jigsaw Puzzles", arXiv 1603.09246)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -117,6 +118,10 @@ class Jigsaw(SSLMethod):
             tiles = standardize_patches(tiles)
         b, n = tiles.shape[:2]
         return self._features(tiles.flatten(0, 1)).view(b, n, -1)
+
+    def chance_loss(self, batch_size: int) -> float:
+        """``log n_permutations``: cross-entropy of a uniform guess over the permutations."""
+        return math.log(self.hparams["n_permutations"])
 
     def training_step(self, batch: Any) -> Tensor:
         self._require_setup()

@@ -3,6 +3,7 @@ Learning", arXiv 2003.04297; MoCo: He et al. 2020, arXiv 1911.05722)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -92,6 +93,11 @@ class MoCoV2(TeacherStudentMethod):
     @torch.no_grad()
     def _key(self, x: Tensor) -> Tensor:
         return F.normalize(self.teacher_head(self._teacher_features(x)), dim=1)
+
+    def chance_loss(self, batch_size: int) -> float:
+        """``log(K + 1)`` per direction: InfoNCE when the key is no closer than the queue."""
+        directions = 2 if self.hparams["symmetric"] else 1
+        return directions * math.log(self.hparams["queue_size"] + 1)
 
     def training_step(self, batch: Any) -> Tensor:
         self._require_setup()

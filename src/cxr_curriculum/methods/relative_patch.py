@@ -3,6 +3,7 @@ Representation Learning by Context Prediction", arXiv 1505.05192)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -100,6 +101,10 @@ class RelativePatchLocation(SSLMethod):
             patches = standardize_patches(patches)
         b = patches.shape[0]
         return self._features(patches.flatten(0, 1)).view(b, 2, -1)
+
+    def chance_loss(self, batch_size: int) -> float:
+        """``log 8``: cross-entropy of a uniform guess over the eight positions."""
+        return math.log(N_POSITIONS)
 
     def training_step(self, batch: Any) -> Tensor:
         self._require_setup()

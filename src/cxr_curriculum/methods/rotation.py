@@ -3,6 +3,7 @@ Learning by Predicting Image Rotations", arXiv 1803.07728)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -111,6 +112,10 @@ class Rotation(SSLMethod):
             return rotate_all(batch)
         images, k = inputs_and_targets(batch)
         return images, k.long()
+
+    def chance_loss(self, batch_size: int) -> float:
+        """``log 4``: cross-entropy of a uniform guess over the four rotations."""
+        return math.log(N_ROTATIONS)
 
     def training_step(self, batch: Any) -> Tensor:
         backbone = self._require_setup()

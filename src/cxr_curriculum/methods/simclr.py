@@ -3,12 +3,14 @@ Representations", arXiv 2002.05709)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from cxr_curriculum.losses import NTXentLoss
+from cxr_curriculum.losses._distributed import world_size
 from cxr_curriculum.methods._views import two_views
 from cxr_curriculum.methods.base import OptimizerHint
 from cxr_curriculum.methods.heads import SimCLRProjectionHead
@@ -58,6 +60,14 @@ class SimCLR(TwoViewMethod):
         self.projection_head = SimCLRProjectionHead(
             num_features, hidden, self.hparams["output_dim"]
         )
+
+    def chance_loss(self, batch_size: int) -> float:
+        """``log(2N - 1)``: NT-Xent when every view is as similar to all others.
+
+        ``N`` is ``batch_size`` times the number of processes when negatives are gathered.
+        """
+        n = batch_size * (world_size() if self.hparams["gather_distributed"] else 1)
+        return math.log(max(2 * n - 1, 2))
 
     def training_step(self, batch: Any) -> Tensor:
         self._require_setup()

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from cxr_curriculum.backbones import Backbone, WeightsNotAvailableError
-from cxr_curriculum.curriculum import Curriculum
+from cxr_curriculum.curriculum import Curriculum, Keep, MetricLogger
 from cxr_curriculum.evaluation import FrozenFeatures, fine_tune, knn_evaluate, linear_probe
 from cxr_curriculum.study.arms import Arm
 from cxr_curriculum.study.starts import start_backbone
@@ -124,8 +124,13 @@ def pretrain(
     checkpoint_dir: str | os.PathLike[str],
     device: str | torch.device | None = None,
     workers: int = 0,
+    keep: Keep = "all",
+    loggers: Sequence[MetricLogger] = (),
 ) -> tuple[Backbone, dict[str, Any]]:
     """Build the arm's start (random, ImageNet or its file) and run its stages with ``seed``.
+
+    ``keep`` and ``loggers`` are the Curriculum's (what stays in ``checkpoint_dir`` once it
+    is done; where its metric rows go besides ``metrics.csv``).
 
     Returns:
         The backbone and a record: seconds (a stage finished in an earlier run counts
@@ -151,6 +156,8 @@ def pretrain(
         progress=False,
         device=device,
         checkpoint_every=CHECKPOINT_EVERY,
+        keep=keep,
+        loggers=loggers,
     )
     for r in cur.iter_stages(backbone):
         seconds = float(r.metrics[-1]["time_s"]) if r.skipped and r.metrics else r.seconds

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from cxr_curriculum.curriculum import data_fingerprint
+from cxr_curriculum.curriculum import KEEP, Keep, MetricLogger, data_fingerprint
+from cxr_curriculum.curriculum.loggers import check_loggers, log_cell
 from cxr_curriculum.data import PoolExclusion, dataset_files, exclude_test_images
 from cxr_curriculum.study.arms import Arm, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
@@ -66,6 +67,16 @@ class Study:
             archive, by file otherwise); :attr:`pool_exclusion` and the report count the
             images removed. ``False`` pretrains on ``pretrain_data`` as given (the report
             then counts the test patients' images left in).
+        keep: What each arm's pretraining keeps once it is done (``Curriculum(keep=)``):
+            ``"final"`` (default) only ``pretrain_dir/<arm>/seed<k>/backbone.safetensors``
+            (about 43 MB for a ResNet-18), ``"backbones"`` also each stage's backbone,
+            ``"all"`` also each stage's ``final.pt``.
+        loggers: Metric loggers (``TensorBoardLogger(dir)`` or any callable
+            ``logger(group, metrics, step)``, :mod:`cxr_curriculum.curriculum.loggers`):
+            every pretraining row goes to group ``pretrain/<arm>/seed<k>/<stage folder>``
+            and every finished cell's metric to group
+            ``cells/<task>/<metric>/<protocol>/<fraction>`` as ``{<arm>: value}`` at step
+            ``seed``. They are flushed after each cell.
 
     Raises:
         ValueError: On mismatched budgets, duplicate names or invalid settings.
@@ -90,6 +101,8 @@ class Study:
         workers: int = 0,
         progress: bool | None = None,
         exclude_test_patients: bool = True,
+        keep: Keep = "final",
+        loggers: Sequence[MetricLogger] = (),
     ) -> None:
         self.arms, self.tasks = list(arms), list(tasks)
         self.seeds = [int(s) for s in seeds]
@@ -119,6 +132,10 @@ class Study:
         self.protocols = [p for p in PROTOCOLS if p in protocols]
         self.protocol_settings = protocol_settings or Protocols()
         self.device, self.workers, self.progress = device, workers, progress
+        if keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}; got {keep!r}")
+        self.keep: Keep = keep
+        self.loggers = check_loggers(loggers)
         self.store = CellStore(self.output)
         self._pool_fp: str | None = None
         self.unavailable: dict[str, str] = {}
@@ -302,6 +319,8 @@ class Study:
         check_design(self, record=main)
         board = None if distributed() else ClaimBoard(self.store.folder, claim_timeout)
         total = len(self.cells())
+        if self.loggers and main:
+            on_cell = log_cell(self.loggers, on_cell)
         bar = tqdm(
             total=total,
             initial=total - len(self.pending()),

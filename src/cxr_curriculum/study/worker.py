@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cxr_curriculum.curriculum.loggers import prefixed
 from cxr_curriculum.evaluation import FrozenFeatures
 from cxr_curriculum.study.arms import Arm
 from cxr_curriculum.study.cells import CellKey
@@ -93,7 +94,8 @@ class ArmSeedWorker:
         backbone, record = pretrain(
             arm, seed, arch=study.arch, data=study.pretrain_data, batch_size=study.batch_size,
             image_size=study.image_size, device=study.device, workers=study.workers,
-            checkpoint_dir=checkpoint_dir,
+            checkpoint_dir=checkpoint_dir, keep=study.keep,
+            loggers=prefixed(study.loggers, f"pretrain/{arm.name}/seed{seed}"),
         )  # fmt: skip
         count = 0
         if claim is not None:
