@@ -21,6 +21,8 @@ nox.options.reuse_existing_virtualenvs = True
 ROOT = Path(__file__).parent
 TORCH_SPEC = os.environ.get("CXR_TORCH_SPEC", "torch==2.14.1 torchvision==0.29.1").split()
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+#: The extras README's test command installs (every optional feature is tested).
+TEST_EXTRAS = "dev,compare,dicom,saliency,cluster,tensorboard"
 
 
 def _install(session: nox.Session, extras: str = "dev,compare") -> None:
@@ -31,7 +33,7 @@ def _install(session: nox.Session, extras: str = "dev,compare") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The full test suite (real-data tests need CXR_DATA_ROOT or ../shared/data)."""
-    _install(session, extras="dev,compare,dicom,saliency")
+    _install(session, extras=TEST_EXTRAS)
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -96,7 +98,7 @@ def bench_transforms(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench_smoke(session: nox.Session) -> None:
     """Smoke variant of every benchmark (a few minutes in all); the tests run these too."""
-    _install(session, extras="dev,compare,dicom,saliency")
+    _install(session, extras=TEST_EXTRAS)
     session.run("python", "benchmarks/bench_ssl_throughput.py", "--smoke")
     session.run("python", "benchmarks/bench_vit_throughput.py", "--smoke")
     session.run("python", "benchmarks/gpu/gpu_suite.py", "--smoke", "--device", "cpu",
