@@ -68,6 +68,16 @@ def test_atomic_write_returns_the_files_sha256(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob(".tmp-*"))
 
 
+def test_artefacts_get_the_usual_file_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    # results in a folder shared by a study's workers must stay readable by the group
+    umask = os.umask(0o022)
+    os.umask(umask)
+    written = atomic_write_bytes(tmp_path / "r.json", b"{}")
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(b"{}")
+    assert written.path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_content_digest_survives_save_and_load_and_sees_every_value(tmp_path: Path) -> None:
     state = {
         "w": torch.randn(3, 4).t(),  # non-contiguous

@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,6 +50,26 @@ __all__ = [
     "verify_content",
     "verify_sha256",
 ]
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux), else the usual 0o022."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+#: Mode of every artefact: what ``open(path, "w")`` would give (0o666 less the umask).
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _share(fd: int) -> None:
+    """Give a new temporary file the usual mode instead of mkstemp's 0600, so that results
+    in a folder shared by a group (a study's workers) stay readable. Regular files only."""
+    if hasattr(os, "fchmod") and stat.S_ISREG(os.fstat(fd).st_mode):
+        os.fchmod(fd, _FILE_MODE)
 
 #: Prefix of temporary files; a rerun removes the ones a killed process left.
 TMP_PREFIX = ".tmp-"
@@ -226,6 +247,7 @@ def atomic_write(
         if size_hint is not None:  # a failed write's own bytes would leave "0 B free"
             free = _free_bytes(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)
+        _share(fd)
         with os.fdopen(fd, "wb") as f:
             stream = _HashingWriter(f)
             write(stream)  # type: ignore[arg-type]

@@ -358,6 +358,7 @@ class Study:
             self.store.refresh()
             results = self.results()
             results.write(self.output)
+        self.reported = True
         return results
 
     # ------------------------------------------------------------------ results
