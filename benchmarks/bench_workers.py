@@ -285,6 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--kermany-variants", nargs="+", default=["1x1", "2x1"])
     parser.add_argument("--kermany-fractions", nargs="+", type=float, default=[0.1, 1.0])
+    parser.add_argument(
+        "--kermany-config",
+        type=Path,
+        default=CONFIGS / "study_kermany_cpu.toml",
+        help="the Kermany study file the slice is cut from (seeds 0-1, --kermany-fractions)",
+    )
     parser.add_argument("--timeouts", nargs="+", type=float, default=[2.0, 5.0, 10.0])
     parser.add_argument("--repeats", type=int, default=200, help="claim-overhead repeats")
     args = parser.parse_args(argv)
@@ -305,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
             if not (data_root() / "README.md").exists():
                 print(f"[kermany] skipped: no shared data at {data_root()}", flush=True)
                 continue
-            base = _set((CONFIGS / "study_kermany_cpu.toml").read_text(), "seeds", "[0, 1]")
+            base = _set(args.kermany_config.read_text(), "seeds", "[0, 1]")
             rows += compare_workers(
                 "kermany (seeds 0-1)", base, run_dir / name, args.kermany_variants,
                 args.kermany_fractions,
