@@ -399,13 +399,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    one = TinyBackbone(norm=False)
-    start = _state(one)
-    Curriculum(engine_stages(NoiseImages(32), steps=4), seed=1, progress=False).fit(one)
-    script = str(_script(tmp_path, "import os\n" + _DDP_SCRIPT))
+def _run_two_ranks(script: Path, tmp_path: Path, timeout: float) -> list[dict[str, Tensor]]:
+    """Run ``script PREFIX`` as ranks 0 and 1 of one process group; the state dicts the
+    ranks saved to ``PREFIX0`` and ``PREFIX1``, once both exited cleanly in a world of 2."""
     # the environment torchrun sets (torchrun --nproc_per_node=2 works the same way)
     env = {
         **_env(),
@@ -414,15 +410,24 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
         "MASTER_PORT": str(_free_port()),
     }
     procs = [
-        subprocess.Popen([sys.executable, script, str(tmp_path / "rank")],
+        subprocess.Popen([sys.executable, str(script), str(tmp_path / "rank")],
                          env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for r in range(2)
     ]  # fmt: skip
-    outs = [p.communicate(timeout=180) for p in procs]
+    outs = [p.communicate(timeout=timeout) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][1][-3000:] + outs[1][1][-3000:]
     assert all("world 2" in out for out, _ in outs)
-    ranks = [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
+    return [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    one = TinyBackbone(norm=False)
+    start = _state(one)
+    Curriculum(engine_stages(NoiseImages(32), steps=4), seed=1, progress=False).fit(one)
+    ranks = _run_two_ranks(_script(tmp_path, "import os\n" + _DDP_SCRIPT), tmp_path, 180)
     assert any(not torch.equal(v, start[k]) for k, v in one.state_dict().items())
     for k, v in one.state_dict().items():
         torch.testing.assert_close(ranks[0][k], v, rtol=1e-4, atol=1e-6)
