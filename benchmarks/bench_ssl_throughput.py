@@ -339,6 +339,14 @@ def versus_lightly(rates: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
+def lightly_cells(row: dict[str, Any]) -> str:
+    """The markdown cells ``lightly img/s | ratio (min-max)`` of a row (``n/a`` without lightly)."""
+    if "lightly_img_s" not in row:
+        return "n/a | n/a"
+    lo, hi = row["ratio_min_max"]
+    return f"{row['lightly_img_s']:.1f} | {row['ratio_ours_over_lightly']:.3f} ({lo:.2f}-{hi:.2f})"
+
+
 def _patch(arch: str) -> int | None:
     with torch.device("meta"):
         return Backbone(arch).patch_size
@@ -459,14 +467,7 @@ def _markdown(
         "|---|---|---|---|",
     ]
     for r in step_rows:
-        if "lightly_img_s" in r:
-            lo, hi = r["ratio_min_max"]
-            lines.append(
-                f"| {r['method']} | {r['ours_img_s']:.1f} | {r['lightly_img_s']:.1f} | "
-                f"{r['ratio_ours_over_lightly']:.3f} ({lo:.2f}-{hi:.2f}) |"
-            )
-        else:
-            lines.append(f"| {r['method']} | {r['ours_img_s']:.1f} | n/a | n/a |")
+        lines.append(f"| {r['method']} | {r['ours_img_s']:.1f} | {lightly_cells(r)} |")
     if e2e_rows:
         lines += [
             "",
