@@ -343,19 +343,24 @@ cur.fit(bb)
 """
 
 
-def _kill_run_mid_stage(tmp_path: Path, ckpt: Path) -> None:
-    """Start the curriculum in a subprocess and SIGKILL it once stage 1 has a checkpoint."""
-    script = _script(tmp_path, _KILL_SCRIPT)
-    slow = {**_env(), "CXR_TEST_DELAY": "0.01"}  # slower data loading, same computation
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt)], env=slow,
+def _kill_when_written(script: Path, run: Path, target: Path, delay: str, timeout: float) -> None:
+    """Run ``script RUN`` in a subprocess with data loading slowed by ``delay`` seconds per
+    item (same computation) and SIGKILL it once ``target`` exists (or after ``timeout``)."""
+    slow = {**_env(), "CXR_TEST_DELAY": delay}
+    proc = subprocess.Popen([sys.executable, str(script), str(run)], env=slow,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    target = ckpt / "stage01-rot24" / "last.pt"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate()
     assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {err[-2000:]}"
+
+
+def _kill_run_mid_stage(tmp_path: Path, ckpt: Path) -> None:
+    """Start the curriculum in a subprocess and SIGKILL it once stage 1 has a checkpoint."""
+    script = _script(tmp_path, _KILL_SCRIPT)
+    _kill_when_written(script, ckpt, ckpt / "stage01-rot24" / "last.pt", "0.01", 120)
 
 
 @pytest.mark.slow
