@@ -1,8 +1,10 @@
-"""Shared helper of the benchmark scripts: write results JSON and a markdown table.
+"""Shared helpers of the benchmark scripts: write results JSON and a markdown table.
 
 Every benchmark calls :func:`write_results`, which records the machine, the library
 versions, the exact command and the date next to the numbers, in
 ``benchmarks/results/<name>.json`` and ``docs/benchmarks/<name>.md``.
+:func:`tiny_study_toml` writes the tiny study on the bundled sample that the worker
+benchmark and the tests run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from typing import Any
 
 from cxr_curriculum.study import provenance
 
-__all__ = ["REPO", "machine_info", "markdown_table", "versions", "write_results"]
+__all__ = [
+    "REPO",
+    "machine_info",
+    "markdown_table",
+    "tiny_study_toml",
+    "versions",
+    "write_results",
+]
 
 #: Repository root (the parent of ``benchmarks/``).
 REPO = Path(__file__).resolve().parent.parent
@@ -148,3 +157,42 @@ def write_results(
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text("\n".join(header) + "\n" + body)
     return json_path, md_path
+
+
+def tiny_study_toml(
+    output: str | os.PathLike[str],
+    *,
+    steps: int = 1,
+    arms: Sequence[str] = ("scratch", "simclr"),
+    seeds: Sequence[int] = (0, 1),
+    image_size: int = 32,
+    protocols: Sequence[str] = ("knn",),
+    evaluation: str = "",
+    top: str = "",
+) -> str:
+    """The TOML of a tiny study on the bundled sample (Kermany task, all labels, batch 8).
+
+    By default 2 arms x 2 seeds, scratch vs SimCLR, 4 units of one k-NN cell each.
+
+    Args:
+        output: The study folder.
+        steps: Pretraining steps of each arm other than ``"scratch"``.
+        arms: ``"scratch"`` (no pretraining) or a method name (one stage of ``steps``
+            steps); with any such arm the bundled sample is the pretraining pool.
+        seeds: The study's seeds.
+        image_size: Pretraining and evaluation image size.
+        protocols: Evaluation protocols.
+        evaluation: Extra lines of the ``[evaluation]`` table.
+        top: Extra top-level lines (e.g. ``threads = 1``).
+    """
+    lines = [top, f'output = "{output}"', f"seeds = {list(seeds)}", "batch_size = 8"]
+    lines.append(f"image_size = {image_size}")
+    if any(arm != "scratch" for arm in arms):
+        lines += ["[data]", 'source = "sample"']
+    for arm in arms:
+        lines += ["[[arms]]", f'name = "{arm}"']
+        if arm != "scratch":
+            lines.append(f'stages = [{{ method = "{arm}", steps = {steps} }}]')
+    lines += ["[[tasks]]", 'kind = "kermany"', 'root = "sample"', "[evaluation]"]
+    lines += ["fractions = [1.0]", f"protocols = {json.dumps(list(protocols))}", evaluation]
+    return "\n".join(lines)

@@ -308,6 +308,45 @@ def interleaved(runners: dict[str, Callable[[], float]], repeats: int) -> dict[s
     return out
 
 
+def step_rates(steps: dict[str, StepFn], args: argparse.Namespace) -> dict[str, list[float]]:
+    """Images/s of each step function per repeat: ``--warmup`` steps each, then
+    ``--steps`` timed steps per repeat, interleaved (:func:`interleaved`)."""
+    for s in steps.values():
+        time_steps(s, args.warmup, 0, args.device)
+    counters = dict.fromkeys(steps, args.warmup)
+
+    def runner(key: str) -> Callable[[], float]:
+        def run() -> float:
+            sec = time_steps(steps[key], args.steps, counters[key], args.device)
+            counters[key] += args.steps
+            return args.batch_size * args.steps / sec
+
+        return run
+
+    return interleaved({k: runner(k) for k in steps}, args.repeats)
+
+
+def versus_lightly(rates: dict[str, list[float]]) -> dict[str, Any]:
+    """lightly's median images/s and the median and range of the per-repeat ratios
+    ours / lightly (nothing when lightly was not timed)."""
+    if "lightly" not in rates:
+        return {}
+    ratios = [a / b for a, b in zip(rates["ours"], rates["lightly"], strict=True)]
+    return {
+        "lightly_img_s": statistics.median(rates["lightly"]),
+        "ratio_ours_over_lightly": statistics.median(ratios),
+        "ratio_min_max": [min(ratios), max(ratios)],
+    }
+
+
+def lightly_cells(row: dict[str, Any]) -> str:
+    """The markdown cells ``lightly img/s | ratio (min-max)`` of a row (``n/a`` without lightly)."""
+    if "lightly_img_s" not in row:
+        return "n/a | n/a"
+    lo, hi = row["ratio_min_max"]
+    return f"{row['lightly_img_s']:.1f} | {row['ratio_ours_over_lightly']:.3f} ({lo:.2f}-{hi:.2f})"
+
+
 def _patch(arch: str) -> int | None:
     with torch.device("meta"):
         return Backbone(arch).patch_size
@@ -322,25 +361,9 @@ def bench_step(name: str, args: argparse.Namespace) -> dict[str, Any]:
     steps = {"ours": ours_step(name, hp, views, args.device, total, *setting)}
     if name != "rotation" and not args.no_lightly:
         steps["lightly"] = lightly_step(name, hp, views, args.device, total, *setting)
-    for s in steps.values():
-        time_steps(s, args.warmup, 0, args.device)
-    counters = dict.fromkeys(steps, args.warmup)
-
-    def runner(key: str) -> Callable[[], float]:
-        def run() -> float:
-            sec = time_steps(steps[key], args.steps, counters[key], args.device)
-            counters[key] += args.steps
-            return args.batch_size * args.steps / sec
-
-        return run
-
-    rates = interleaved({k: runner(k) for k in steps}, args.repeats)
+    rates = step_rates(steps, args)
     row: dict[str, Any] = {"method": name, "ours_img_s": statistics.median(rates["ours"])}
-    if "lightly" in rates:
-        row["lightly_img_s"] = statistics.median(rates["lightly"])
-        ratios = [a / b for a, b in zip(rates["ours"], rates["lightly"], strict=True)]
-        row["ratio_ours_over_lightly"] = statistics.median(ratios)
-        row["ratio_min_max"] = [min(ratios), max(ratios)]
+    row.update(versus_lightly(rates))
     row["ours_per_repeat"] = rates["ours"]
     row["lightly_per_repeat"] = rates.get("lightly", [])
     return row
@@ -444,14 +467,7 @@ def _markdown(
         "|---|---|---|---|",
     ]
     for r in step_rows:
-        if "lightly_img_s" in r:
-            lo, hi = r["ratio_min_max"]
-            lines.append(
-                f"| {r['method']} | {r['ours_img_s']:.1f} | {r['lightly_img_s']:.1f} | "
-                f"{r['ratio_ours_over_lightly']:.3f} ({lo:.2f}-{hi:.2f}) |"
-            )
-        else:
-            lines.append(f"| {r['method']} | {r['ours_img_s']:.1f} | n/a | n/a |")
+        lines.append(f"| {r['method']} | {r['ours_img_s']:.1f} | {lightly_cells(r)} |")
     if e2e_rows:
         lines += [
             "",

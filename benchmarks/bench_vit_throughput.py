@@ -32,7 +32,6 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,13 @@ from bench_ssl_throughput import (
     _backbone,
     _sgd,
     autocast,
-    interleaved,
+    lightly_cells,
     lightly_step,
     make_views,
     ours_step,
     scaled_hparams,
-    time_steps,
+    step_rates,
+    versus_lightly,
 )
 from cxr_curriculum.backbones import IMAGENET_GRAY_NORM
 
@@ -137,32 +137,14 @@ def bench(name: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
         else:
             steps["lightly"] = lightly_step(name, hp, views, args.device, total, args.arch,
                                             args.amp)  # fmt: skip
-    for fn in steps.values():
-        time_steps(fn, args.warmup, 0, args.device)
-    counters = dict.fromkeys(steps, args.warmup)
-
-    def runner(key: str) -> Callable[[], float]:
-        def run() -> float:
-            sec = time_steps(steps[key], args.steps, counters[key], args.device)
-            counters[key] += args.steps
-            return args.batch_size * args.steps / sec
-
-        return run
-
-    rates = interleaved({k: runner(k) for k in steps}, args.repeats)
+    rates = step_rates(steps, args)
     row: dict[str, Any] = {
         "method": name,
         "image_size": size,
         "threads": torch.get_num_threads(),
         "ours_img_s": statistics.median(rates["ours"]),
+        **versus_lightly(rates),
     }
-    if "lightly" in rates:
-        ratios = [a / b for a, b in zip(rates["ours"], rates["lightly"], strict=True)]
-        row.update(
-            lightly_img_s=statistics.median(rates["lightly"]),
-            ratio_ours_over_lightly=statistics.median(ratios),
-            ratio_min_max=[min(ratios), max(ratios)],
-        )
     row.update(ours_per_repeat=rates["ours"], lightly_per_repeat=rates.get("lightly", []))
     return row
 
@@ -179,15 +161,8 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if "lightly_img_s" in r:
-            lo, hi = r["ratio_min_max"]
-            ref = (
-                f"{r['lightly_img_s']:.1f} | {r['ratio_ours_over_lightly']:.3f} ({lo:.2f}-{hi:.2f})"
-            )
-        else:
-            ref = "n/a | n/a"
         where = f"{r['method']} | {r['image_size']} | {r['threads']}"
-        lines.append(f"| {where} | {r['ours_img_s']:.1f} | {ref} |")
+        lines.append(f"| {where} | {r['ours_img_s']:.1f} | {lightly_cells(r)} |")
     return "\n".join(lines) + "\n"
 
 

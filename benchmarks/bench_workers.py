@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, markdown_table, write_results
+from _common import REPO, markdown_table, tiny_study_toml, write_results
 from cxr_curriculum._artefacts import atomic_write_bytes
 from cxr_curriculum.data import data_root
 from cxr_curriculum.study import ClaimBoard, StudyFolder, without_provenance
@@ -56,25 +56,7 @@ from cxr_curriculum.study.cells import CellKey, CellStore
 CONFIGS = REPO / "benchmarks" / "configs"
 SRC = REPO / "src"
 
-TINY = """
-output = "OUTPUT"
-seeds = [0, 1]
-batch_size = 8
-image_size = 32
-[data]
-source = "sample"
-[[arms]]
-name = "scratch"
-[[arms]]
-name = "simclr"
-stages = [{ method = "simclr", steps = 2 }]
-[[tasks]]
-kind = "kermany"
-root = "sample"
-[evaluation]
-fractions = [1.0]
-protocols = ["knn"]
-"""
+TINY = tiny_study_toml("OUTPUT", steps=2)  # 2 arms x 2 seeds, one k-NN cell each
 
 
 def _set(text: str, key: str, value: str) -> str:
@@ -235,8 +217,7 @@ def _claim_worker(claim: Path) -> str | None:
 
 def takeover(folder: Path, timeout: float, same_machine: bool) -> dict:
     """Seconds from killing a pretraining worker to another worker's claim on its unit."""
-    one_unit = TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("steps = 2", "steps = 5000")
-    one_unit = one_unit.replace('[[arms]]\nname = "scratch"\n', "")
+    one_unit = tiny_study_toml("OUTPUT", arms=("simclr",), seeds=(0,), steps=5000)
     sub = folder / f"takeover_{timeout:g}_{'local' if same_machine else 'remote'}"
     if sub.exists():
         shutil.rmtree(sub)

@@ -1,35 +1,39 @@
-"""A tiny study file on the bundled sample (scratch vs SimCLR, Kermany k-NN, 32 px)."""
+"""Study files for the tests: the tiny study on the bundled sample (scratch vs SimCLR,
+Kermany k-NN, 32 px; ``benchmarks/_common.py``'s builder, which the worker benchmark runs
+too), a one-task study and the study blocks of the docs."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.append(str(BENCH))
 
-def tiny_study_toml(output: Path, *, steps: int = 1, evaluation: str = "", top: str = "") -> str:
-    """The TOML of a 2-arm x 2-seed study: 4 units of one k-NN cell each.
+from _common import tiny_study_toml  # noqa: E402  (benchmarks/ is on the path now)
+from cxr_curriculum.config import load_study  # noqa: E402
+from cxr_curriculum.study import Study  # noqa: E402
 
-    ``output`` is the study folder, ``steps`` SimCLR's steps, ``evaluation`` extra lines
-    of the ``[evaluation]`` table, ``top`` extra top-level lines (e.g. ``threads = 1``).
-    """
-    return f"""{top}
-output = "{output}"
-seeds = [0, 1]
-batch_size = 8
-image_size = 32
-[data]
-source = "sample"
+__all__ = ["DOCS", "docs_block", "one_task_study", "tiny_study_toml"]
+
+
+def one_task_study(folder: Path, task_lines: str) -> Study:
+    """A study of one ``[[tasks]]`` table (``task_lines``): scratch, one seed, k-NN at all
+    labels, loaded from ``folder/study.toml`` (output ``folder/out``)."""
+    path = folder / "study.toml"
+    path.write_text(f"""
+output = "{folder / "out"}"
+seeds = [0]
 [[arms]]
 name = "scratch"
-[[arms]]
-name = "simclr"
-stages = [{{ method = "simclr", steps = {steps} }}]
 [[tasks]]
-kind = "kermany"
-root = "sample"
+{task_lines}
 [evaluation]
 fractions = [1.0]
 protocols = ["knn"]
-{evaluation}"""
+""")
+    return load_study(path)
 
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

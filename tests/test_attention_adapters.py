@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from _attention import SmallNet, corr, covid_films, resnet18_1ch
 from cxr_curriculum.attention import (
     GradCAM,
     IntegratedGradients,
@@ -27,49 +26,17 @@ captum = pytest.importorskip("captum", reason="needs the 'saliency' extra")
 SIZE = 64
 
 
-def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
-
-
-def _resnet18(num_classes: int = 2) -> nn.Module:
-    import torchvision
-
-    torch.manual_seed(0)
-    m = torchvision.models.resnet18(num_classes=num_classes)
-    m.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
-    return m.eval()
-
-
-class SmallNet(nn.Module):
-    def __init__(self, out: int = 2) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU()
-        )
-        self.fc = nn.Linear(16, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
-
-
 @pytest.fixture(scope="module")
 def covid(data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Six real covid-chestxray films at 64 px with their V7 lung masks."""
-    from cxr_curriculum.data import CovidChestXray
-
-    ds = CovidChestXray(data_root / "covid-chestxray", with_masks=True)
-    items = [ds[i] for i in range(6)]
-    x = torch.cat([F.interpolate(it.image[None], (SIZE, SIZE), mode="bilinear", antialias=True)
-                   for it in items])  # fmt: skip
-    m = torch.cat([F.interpolate(it.mask[None].float(), (SIZE, SIZE), mode="nearest-exact")
-                   for it in items])  # fmt: skip
-    return x, m[:, 0].byte()
+    x, m, _ = covid_films(data_root, 6, SIZE)
+    return x, m
 
 
 @pytest.mark.realdata
 def test_adapted_gradcam_equals_the_builtin_one_on_real_films(covid: tuple) -> None:
     x, masks = covid
-    model = _resnet18()
+    model = resnet18_1ch(2)
     with torch.no_grad():
         pred = model(x).argmax(1).tolist()
     ours = LungAttentionScorer(method="gradcam", target_layer="layer3", n_boot=50)
@@ -82,7 +49,7 @@ def test_adapted_gradcam_equals_the_builtin_one_on_real_films(covid: tuple) -> N
     checked = 0
     for i in range(len(x)):
         if a.saliency[i].std() > 0:
-            assert _corr(a.saliency[i], b.saliency[i]) > 0.99
+            assert corr(a.saliency[i], b.saliency[i]) > 0.99
             checked += 1
     assert checked >= 3
     # Not min-max normalised: the very same values, hence the same lung metrics.
@@ -104,7 +71,7 @@ def test_unnormalised_scorecam_matches_the_librarys_normalised_map() -> None:
     lib = torch.from_numpy(cam(x, [ClassifierOutputTarget(k) for k in [0, 1, 0]]))
     cam.activations_and_grads.release()
     for i in range(3):
-        assert _corr(ours[i], lib[i]) > 0.99
+        assert corr(ours[i], lib[i]) > 0.99
     assert float(ours.amax()) != pytest.approx(1.0)  # the library's scale is not applied
 
 
@@ -112,7 +79,7 @@ def test_unnormalised_scorecam_matches_the_librarys_normalised_map() -> None:
 def test_captum_occlusion_through_the_scorer_equals_captum_called_directly(covid: tuple) -> None:
     x, masks = covid
     x, masks = x[:3], masks[:3]
-    model = _resnet18()
+    model = resnet18_1ch(2)
     call = {"sliding_window_shapes": (1, 16, 16), "strides": (1, 8, 8), "baselines": 0.0}
     scorer = LungAttentionScorer(method="captum:Occlusion", method_kwargs={"call": call},
                                  n_boot=50)  # fmt: skip
@@ -226,7 +193,7 @@ def test_fullgrad_maps_come_back_normalised_and_the_report_says_so() -> None:
 def test_sanity_check_works_for_adapted_methods(covid: tuple) -> None:
     x, masks = covid
     x, masks = x[:4], masks[:4]
-    model = _resnet18()
+    model = resnet18_1ch(2)
     for method, layer in (("pytorch-grad-cam:GradCAM", "layer3"), ("captum:Saliency", None)):
         scorer = LungAttentionScorer(method=method, target_layer=layer, n_boot=50)
         result = scorer.sanity_check(model, x, masks=masks, max_steps=3)

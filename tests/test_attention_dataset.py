@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from _attention import SmallNet
 from cxr_curriculum import Backbone
 from cxr_curriculum.attention import CoarseSaliencyWarning, LungAttentionScorer
 from cxr_curriculum.attention.dataset import pick_indices
@@ -20,20 +21,6 @@ from cxr_curriculum.transforms import Resize
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 64
-
-
-class SmallNet(nn.Module):
-    """Two strided convolutions and a linear head: a 16x16 CAM map at 64 px."""
-
-    def __init__(self, out: int = 2) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU()
-        )
-        self.fc = nn.Linear(16, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
 
 
 @pytest.fixture(scope="module")

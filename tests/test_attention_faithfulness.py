@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from _attention import SmallNet, covid_films
 from cxr_curriculum.attention import (
     FAITHFULNESS_COLUMNS,
     Gradients,
@@ -46,30 +46,11 @@ class RegionModel(nn.Module):
         return torch.stack([-z, z], 1)
 
 
-class SmallNet(nn.Module):
-    def __init__(self, out: int = 2) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU()
-        )
-        self.fc = nn.Linear(16, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
-
-
 @pytest.fixture(scope="module")
 def covid(data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Four real covid-chestxray films at 48 px and their V7 lung masks (bool)."""
-    from cxr_curriculum.data import CovidChestXray
-
-    ds = CovidChestXray(data_root / "covid-chestxray", with_masks=True)
-    items = [ds[i] for i in range(4)]
-    x = torch.cat([F.interpolate(it.image[None], (SIZE, SIZE), mode="bilinear", antialias=True)
-                   for it in items])  # fmt: skip
-    m = torch.cat([F.interpolate(it.mask[None].float(), (SIZE, SIZE), mode="nearest-exact")
-                   for it in items])  # fmt: skip
-    return x.clamp(0, 1), m[:, 0] == 1
+    x, m, _ = covid_films(data_root, 4, SIZE)
+    return x.clamp(0, 1), m == 1
 
 
 @pytest.mark.realdata

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from _attention import SmallNet
 from cxr_curriculum import Backbone
 from cxr_curriculum.attention import GradCAM, LungAttentionScorer, find_layer, save_grid
 from cxr_curriculum.attention.report import _title
@@ -24,18 +25,6 @@ from cxr_curriculum.data import KermanyPneumonia, bundled_sample_root
 from cxr_curriculum.evaluation import fine_tune
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class SmallNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU()
-        )
-        self.fc = nn.Linear(16, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
 
 
 def _lungs(n: int, size: int = 32) -> torch.Tensor:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
+from _attention import SmallNet, corr
 from cxr_curriculum.attention import LungAttentionScorer
 from cxr_curriculum.data import NIH_FINDINGS, NIHChestXray14
 
@@ -23,24 +23,6 @@ PNEUMONIA = NIH_FINDINGS.index("Pneumonia")
 EFFUSION = NIH_FINDINGS.index("Effusion")
 
 
-class TinyMultiLabel(nn.Module):
-    """Two strided convolutions and one logit per finding (apply a sigmoid for p)."""
-
-    def __init__(self, n_findings: int = len(NIH_FINDINGS)) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU()
-        )
-        self.head = nn.Linear(16, n_findings)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean((2, 3)))
-
-
-def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
-
-
 @pytest.mark.realdata
 def test_scorer_explains_a_chosen_finding_of_a_multilabel_model(data_root: Path) -> None:
     pgc = pytest.importorskip("pytorch_grad_cam")
@@ -48,7 +30,7 @@ def test_scorer_explains_a_chosen_finding_of_a_multilabel_model(data_root: Path)
 
     nih = NIHChestXray14(data_root / "nih-chestxray14-subset")  # No_findings / Pneumonia
     torch.manual_seed(0)
-    model = TinyMultiLabel().eval()
+    model = SmallNet(len(NIH_FINDINGS)).eval()  # one logit per finding
     scorer = LungAttentionScorer(target_layer="features.2", n_boot=100)
     report = scorer.score_dataset(
         model, nih, n=6, image_size=64, targets="Pneumonia", class_names=NIH_FINDINGS
@@ -65,7 +47,7 @@ def test_scorer_explains_a_chosen_finding_of_a_multilabel_model(data_root: Path)
     checked = 0
     for ours, theirs in zip(report.saliency, ref, strict=True):
         if ours.max() > 0 and theirs.std() > 0:
-            assert _corr(ours, theirs) > 0.99
+            assert corr(ours, theirs) > 0.99
             checked += 1
     assert checked >= 3
     # Another finding is another explanation.
@@ -85,7 +67,7 @@ def test_scorer_explains_a_chosen_finding_of_a_multilabel_model(data_root: Path)
 
 
 def test_named_targets_are_checked() -> None:
-    model = TinyMultiLabel().eval()
+    model = SmallNet(len(NIH_FINDINGS)).eval()  # one logit per finding
     scorer = LungAttentionScorer(method="gradients", n_boot=20)
     images, masks = torch.rand(2, 1, 32, 32), torch.ones(2, 32, 32, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"unknown class name\(s\) \['pneumonia'\].*Atelectasis"):

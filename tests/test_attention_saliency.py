@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _attention import corr, covid_films, resnet18_1ch
 from cxr_curriculum.attention import (
     BinaryLogitTarget,
     ClassTarget,
@@ -20,26 +21,6 @@ from cxr_curriculum.attention import (
     SmoothGrad,
     make_saliency,
 )
-
-
-def _xrays(root: Path, n: int = 4, size: int = 64) -> torch.Tensor:
-    """``n`` real covid-chestxray images resized to ``size`` (bilinear, antialiased)."""
-    from cxr_curriculum.data import CovidChestXray
-
-    ds = CovidChestXray(root / "covid-chestxray", with_masks=True)
-    imgs = [ds[i].image[None] for i in range(n)]
-    return torch.cat(
-        [F.interpolate(x, (size, size), mode="bilinear", antialias=True) for x in imgs]
-    )
-
-
-def _resnet18(num_classes: int = 3) -> nn.Module:
-    import torchvision
-
-    torch.manual_seed(0)
-    m = torchvision.models.resnet18(num_classes=num_classes)
-    m.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
-    return m.eval()
 
 
 class TinyNet(nn.Module):
@@ -56,18 +37,15 @@ class TinyNet(nn.Module):
         return self.head(F.softplus(self.features(x)).mean((2, 3))).squeeze(-1)
 
 
-def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
-
-
 @pytest.fixture(scope="module")
 def xrays(data_root: Path) -> torch.Tensor:
-    return _xrays(data_root)
+    """Four real covid-chestxray images at 64 px (bilinear, antialiased)."""
+    return covid_films(data_root, 4, 64)[0]
 
 
 @pytest.fixture(scope="module")
 def resnet() -> nn.Module:
-    return _resnet18()
+    return resnet18_1ch(3)
 
 
 @pytest.mark.realdata
@@ -95,7 +73,7 @@ def test_cam_parity_with_pytorch_grad_cam(
     checked = 0
     for i in range(len(x)):
         if ref[i].std() > 0 and ours[i].std() > 0:
-            assert _corr(ours[i], ref[i]) > 0.99
+            assert corr(ours[i], ref[i]) > 0.99
             checked += 1
         else:  # both empty or neither
             assert ref[i].std() == 0 and ours[i].max() == 0

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
+from _attention import SmallNet, covid_films
 from cxr_curriculum.attention import (
     AttentionReport,
     LungAttentionScorer,
@@ -27,32 +26,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def covid(data_root: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Six real covid-chestxray images at 64 px with their V7 masks (uint8 0/1/255)."""
-    from cxr_curriculum.data import CovidChestXray
-
-    ds = CovidChestXray(data_root / "covid-chestxray", with_masks=True)
-    images, masks, patients = [], [], []
-    for i in range(6):
-        item = ds[i]
-        images.append(
-            F.interpolate(item.image[None], (SIZE, SIZE), mode="bilinear", antialias=True)
-        )
-        masks.append(
-            F.interpolate(item.mask[None].float(), (SIZE, SIZE), mode="nearest-exact").byte()
-        )
-        patients.append(item.patient_id)
-    return torch.cat(images), torch.cat(masks)[:, 0], patients
-
-
-class SmallNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU()
-        )
-        self.fc = nn.Linear(16, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
+    return covid_films(data_root, 6, SIZE)
 
 
 @pytest.mark.realdata

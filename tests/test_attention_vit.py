@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from _attention import corr, covid_films
 from cxr_curriculum import Backbone, LungAttentionScorer
 from cxr_curriculum.attention import (
     AttentionRollout,
@@ -32,25 +33,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 128  # an 8x8 patch grid for ViT-Tiny/16
 
 
-def _corr(a: Tensor, b: Tensor) -> float:
-    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
-
-
 @pytest.fixture(scope="module")
 def covid(data_root: Path) -> tuple[Tensor, Tensor, list[str]]:
     """Six real covid-chestxray images at 128 px with their V7 lung masks (uint8 0/1/255)."""
-    from cxr_curriculum.data import CovidChestXray
-
-    ds = CovidChestXray(data_root / "covid-chestxray", with_masks=True)
-    images, masks, patients = [], [], []
-    for i in range(6):
-        item = ds[i]
-        images.append(
-            F.interpolate(item.image[None], (SIZE, SIZE), mode="bilinear", antialias=True)
-        )
-        masks.append(F.interpolate(item.mask[None].float(), (SIZE, SIZE), mode="nearest-exact"))
-        patients.append(item.patient_id)
-    return torch.cat(images).clamp(0, 1), torch.cat(masks)[:, 0].byte(), patients
+    images, masks, patients = covid_films(data_root, 6, SIZE)
+    return images.clamp(0, 1), masks, patients
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +75,7 @@ def test_gradcam_on_tokens_matches_pytorch_grad_cam_vit_recipe(
     checked = 0
     for i in range(len(images)):
         if ref[i].std() > 0 and ours[i].std() > 0:
-            assert _corr(ours[i], ref[i]) > 0.99
+            assert corr(ours[i], ref[i]) > 0.99
             checked += 1
         else:
             assert ref[i].std() == 0 and ours[i].max() == 0

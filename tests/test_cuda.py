@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _attention import covid_films
 from cxr_curriculum import Backbone, Curriculum, LungAttentionScorer, Stage
 
 TINY = "timm:vit_tiny_patch16_224"
@@ -32,13 +33,7 @@ def device() -> torch.device:
 
 
 def _xrays(root: Path, n: int, size: int) -> torch.Tensor:
-    from cxr_curriculum.data import CovidChestXray
-
-    ds = CovidChestXray(root / "covid-chestxray", with_masks=True)
-    return torch.cat(
-        [F.interpolate(ds[i].image[None], (size, size), mode="bilinear", antialias=True)
-         for i in range(n)]
-    ).clamp(0, 1)  # fmt: skip
+    return covid_films(root, n, size)[0].clamp(0, 1)
 
 
 def test_cuda_vit_bf16_autocast_matches_fp32(device: torch.device) -> None:

@@ -343,19 +343,24 @@ cur.fit(bb)
 """
 
 
-def _kill_run_mid_stage(tmp_path: Path, ckpt: Path) -> None:
-    """Start the curriculum in a subprocess and SIGKILL it once stage 1 has a checkpoint."""
-    script = _script(tmp_path, _KILL_SCRIPT)
-    slow = {**_env(), "CXR_TEST_DELAY": "0.01"}  # slower data loading, same computation
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt)], env=slow,
+def _kill_when_written(script: Path, run: Path, target: Path, delay: str, timeout: float) -> None:
+    """Run ``script RUN`` in a subprocess with data loading slowed by ``delay`` seconds per
+    item (same computation) and SIGKILL it once ``target`` exists (or after ``timeout``)."""
+    slow = {**_env(), "CXR_TEST_DELAY": delay}
+    proc = subprocess.Popen([sys.executable, str(script), str(run)], env=slow,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    target = ckpt / "stage01-rot24" / "last.pt"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate()
     assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {err[-2000:]}"
+
+
+def _kill_run_mid_stage(tmp_path: Path, ckpt: Path) -> None:
+    """Start the curriculum in a subprocess and SIGKILL it once stage 1 has a checkpoint."""
+    script = _script(tmp_path, _KILL_SCRIPT)
+    _kill_when_written(script, ckpt, ckpt / "stage01-rot24" / "last.pt", "0.01", 120)
 
 
 @pytest.mark.slow
@@ -399,13 +404,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    one = TinyBackbone(norm=False)
-    start = _state(one)
-    Curriculum(engine_stages(NoiseImages(32), steps=4), seed=1, progress=False).fit(one)
-    script = str(_script(tmp_path, "import os\n" + _DDP_SCRIPT))
+def _run_two_ranks(script: Path, tmp_path: Path, timeout: float) -> list[dict[str, Tensor]]:
+    """Run ``script PREFIX`` as ranks 0 and 1 of one process group; the state dicts the
+    ranks saved to ``PREFIX0`` and ``PREFIX1``, once both exited cleanly in a world of 2."""
     # the environment torchrun sets (torchrun --nproc_per_node=2 works the same way)
     env = {
         **_env(),
@@ -414,15 +415,24 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
         "MASTER_PORT": str(_free_port()),
     }
     procs = [
-        subprocess.Popen([sys.executable, script, str(tmp_path / "rank")],
+        subprocess.Popen([sys.executable, str(script), str(tmp_path / "rank")],
                          env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for r in range(2)
     ]  # fmt: skip
-    outs = [p.communicate(timeout=180) for p in procs]
+    outs = [p.communicate(timeout=timeout) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][1][-3000:] + outs[1][1][-3000:]
     assert all("world 2" in out for out, _ in outs)
-    ranks = [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
+    return [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    one = TinyBackbone(norm=False)
+    start = _state(one)
+    Curriculum(engine_stages(NoiseImages(32), steps=4), seed=1, progress=False).fit(one)
+    ranks = _run_two_ranks(_script(tmp_path, "import os\n" + _DDP_SCRIPT), tmp_path, 180)
     assert any(not torch.equal(v, start[k]) for k, v in one.state_dict().items())
     for k, v in one.state_dict().items():
         torch.testing.assert_close(ranks[0][k], v, rtol=1e-4, atol=1e-6)

@@ -11,10 +11,21 @@ from typing import Any
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cxr_curriculum.curriculum import Curriculum, NonFiniteLossError, Stage, load_checkpoint
-from test_curriculum import NoiseImages, TinyBackbone, TinyRotation
+from cxr_curriculum.methods import (
+    BYOL,
+    DINO,
+    Jigsaw,
+    MoCoV2,
+    RelativePatchLocation,
+    Rotation,
+    SimCLR,
+    SimSiam,
+    VICReg,
+)
+from test_curriculum import NoiseImages, TinyBackbone, TinyRotation, _state
 
 try:  # new names; the issue's cases below also run, and fail, on code without them
     from cxr_curriculum.curriculum import DivergenceError, DivergenceRule
@@ -23,10 +34,6 @@ except ImportError:  # pragma: no cover - only on the code before issue 18
     DivergenceError = NonFiniteLossError  # type: ignore[misc, assignment]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _state(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def _same(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
@@ -86,18 +93,6 @@ def test_monitor_loss_checks() -> None:
 
 
 def test_methods_state_their_chance_loss() -> None:
-    from cxr_curriculum.methods import (
-        BYOL,
-        DINO,
-        Jigsaw,
-        MoCoV2,
-        RelativePatchLocation,
-        Rotation,
-        SimCLR,
-        SimSiam,
-        VICReg,
-    )  # fmt: skip
-
     assert Rotation().chance_loss(8) == pytest.approx(math.log(4))
     assert SimCLR().chance_loss(8) == pytest.approx(math.log(15))  # log(2B - 1)
     assert Jigsaw().chance_loss(8) == pytest.approx(math.log(1000))
@@ -128,7 +123,6 @@ def test_lr5_rotation_stops_before_a_bad_checkpoint_and_continue_starts_from_the
     # and loss 26 where chance is log 4, and resume="continue" with lr 0.003 ended at loss
     # 69. The loss of step 2 is now caught against chance: nothing bad is kept.
     from cxr_curriculum.backbones import Backbone
-    from cxr_curriculum.methods import Rotation
 
     hot = Stage(Rotation(), pool, steps=8, batch_size=8, image_size=32, lr=5.0, warmup_steps=6)
     bb = Backbone("resnet18", seed=0)
@@ -159,7 +153,6 @@ def test_simclr_at_lr_1000_is_stopped_by_its_feature_scale(pool: Any) -> None:
     # Issue 18: a SimCLR stage at lr 1e3 ended "done" with outputs of 5.9e6. Its loss sits
     # near chance (log 15); the backbone's feature scale runs away within a few steps.
     from cxr_curriculum.backbones import Backbone
-    from cxr_curriculum.methods import SimCLR
 
     stage = Stage(SimCLR(), pool, steps=12, batch_size=8, image_size=32, lr=1e3)
     with pytest.raises(NonFiniteLossError):  # the default rule
@@ -175,7 +168,6 @@ def test_simclr_at_lr_1000_is_stopped_by_its_feature_scale(pool: Any) -> None:
 
 def test_healthy_30_step_runs_at_the_paper_lr_stay_done(pool: Any, tmp_path: Path) -> None:
     from cxr_curriculum.backbones import Backbone
-    from cxr_curriculum.methods import Rotation, SimCLR
 
     stages = [
         Stage(Rotation(), pool, steps=30, batch_size=8, image_size=32),

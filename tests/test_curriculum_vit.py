@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +17,7 @@ from torch.utils.data import Dataset, Subset
 
 from cxr_curriculum import Backbone
 from cxr_curriculum.curriculum import Curriculum, Stage
-from test_curriculum import NoiseImages, _env, _free_port, _script, _state
+from test_curriculum import NoiseImages, _kill_when_written, _run_two_ranks, _script, _state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -86,18 +82,9 @@ cur.fit(bb)
 
 @pytest.mark.slow
 def test_kill9_in_the_mae_stage_then_resume_is_bit_identical(tmp_path: Path) -> None:
-    script = _script(tmp_path, _KILL_SCRIPT)
     run = tmp_path / "run"
-    slow = {**_env(), "CXR_TEST_DELAY": "0.02"}  # slower loading, same computation
-    proc = subprocess.Popen([sys.executable, str(script), str(run)], env=slow,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    target = run / "stage01-mae" / "last.pt"
-    deadline = time.monotonic() + 180
-    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {err[-2000:]}"
+    script = _script(tmp_path, _KILL_SCRIPT)
+    _kill_when_written(script, run, run / "stage01-mae" / "last.pt", "0.02", 180)
     assert not (run / "stage01-mae" / "final.pt").exists()
 
     torch.manual_seed(0)
@@ -132,23 +119,7 @@ dist.destroy_process_group()
 
 @pytest.mark.slow
 def test_vit_curriculum_under_two_ddp_processes(tmp_path: Path) -> None:
-    script = str(_script(tmp_path, _DDP_SCRIPT))
-    env = {
-        **_env(),
-        "WORLD_SIZE": "2",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
-    }
-    procs = [
-        subprocess.Popen([sys.executable, script, str(tmp_path / "rank")],
-                         env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for r in range(2)
-    ]  # fmt: skip
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs[0][1][-3000:] + outs[1][1][-3000:]
-    assert all("world 2" in out for out, _ in outs)
-    ranks = [torch.load(tmp_path / f"rank{r}", weights_only=True) for r in range(2)]
+    ranks = _run_two_ranks(_script(tmp_path, _DDP_SCRIPT), tmp_path, 300)
     torch.manual_seed(0)
     start = Backbone(TINY).state_dict()  # rank 0's start, broadcast to rank 1
     assert any(not torch.equal(v, start[k]) for k, v in ranks[0].items())

@@ -13,8 +13,8 @@ from torch import nn
 from torch.utils.data import default_collate
 
 import cxr_curriculum.methods as methods
+from _methods import SMALL, kermany_xrays, view_batch
 from cxr_curriculum.backbones import Backbone
-from cxr_curriculum.data import read_image
 from cxr_curriculum.methods import (
     BYOL,
     DINO,
@@ -37,20 +37,6 @@ from cxr_curriculum.transforms import Resize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-#: Small heads so that a CPU step takes well under a second.
-SMALL: dict[type[SSLMethod], dict[str, Any]] = {
-    Rotation: {},
-    Jigsaw: {"n_permutations": 10, "tile_dim": 32, "hidden_dim": 64},
-    RelativePatchLocation: {"hidden_dim": 64},
-    SimCLR: {"hidden_dim": 64, "output_dim": 32},
-    MoCoV2: {"queue_size": 64, "hidden_dim": 64, "output_dim": 32},
-    BYOL: {"projection_hidden_dim": 64, "projection_dim": 32, "prediction_hidden_dim": 64},
-    SimSiam: {"projection_dim": 64, "prediction_hidden_dim": 16},
-    BarlowTwins: {"projection_dim": 64},
-    VICReg: {"projection_dim": 64},
-    DINO: {"output_dim": 64, "hidden_dim": 64, "bottleneck_dim": 16, "n_local_crops": 2},
-    MAE: {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2},
-}
 #: Methods that need a ViT backbone (the others are trained on a ResNet-18 here and on a
 #: ViT in test_methods_vit.py).
 VIT_ONLY = (MAE,)
@@ -61,15 +47,7 @@ IMAGE_SIZE = {Jigsaw: 64, RelativePatchLocation: 64}
 @pytest.fixture(scope="module")
 def xrays(data_root: Path) -> list[torch.Tensor]:
     """Six real Kermany X-rays (3 normal, 3 pneumonia), resized to 80 px."""
-    root = data_root / "kermany-pneumonia" / "train"
-    files = (
-        sorted((root / "NORMAL").glob("*.jpeg"))[:3]
-        + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:3]
-    )
-    if len(files) < 6:
-        pytest.skip(f"Kermany images not found under {root}")
-    resize = Resize(80)
-    return [resize(read_image(f)) for f in files]
+    return kermany_xrays(data_root, 3)
 
 
 def _backbone(cls: type[SSLMethod] | None = None) -> Backbone:
@@ -80,12 +58,6 @@ def _backbone(cls: type[SSLMethod] | None = None) -> Backbone:
 
 def _make(cls: type[SSLMethod]) -> tuple[SSLMethod, int]:
     return cls(**SMALL[cls]), IMAGE_SIZE.get(cls, 32)
-
-
-def _batch(method: SSLMethod, images: list[torch.Tensor], size: int, seed: int = 0) -> Any:
-    tf = method.make_transform(size)
-    g = torch.Generator().manual_seed(seed)
-    return default_collate([tf(img, generator=g) for img in images])
 
 
 def test_names_others_rely_on() -> None:
@@ -140,7 +112,7 @@ def test_training_steps_on_real_xrays_change_the_backbone(
     method, size = _make(cls)
     backbone = _backbone(cls)
     method.setup(backbone)
-    batch = _batch(method, xrays[:4], size)
+    batch = view_batch(method, xrays[:4], size)
     before = copy.deepcopy(backbone.state_dict())
     teacher_before = (
         copy.deepcopy(method.teacher_backbone.state_dict())
@@ -181,7 +153,7 @@ def test_resume_from_state_dict_is_identical(
 ) -> None:
     method, size = _make(cls)
     method.setup(_backbone())
-    batch = _batch(method, xrays[:4], size)
+    batch = view_batch(method, xrays[:4], size)
 
     def step(m: SSLMethod, i: int) -> torch.Tensor:
         opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.05)
@@ -268,10 +240,10 @@ def test_standardize_patches() -> None:
 
 
 @pytest.mark.realdata
-def test_rotation_learns_on_one_real_batch(xrays: list[torch.Tensor]) -> None:
+def test_rotation_learns_on_one_realview_batch(xrays: list[torch.Tensor]) -> None:
     method = Rotation()
     method.setup(_backbone())
-    batch = _batch(method, xrays, 32)
+    batch = view_batch(method, xrays, 32)
     opt = torch.optim.SGD(
         [p for p in method.parameters() if p.requires_grad], lr=0.05, momentum=0.9
     )
@@ -314,7 +286,7 @@ def test_single_rotation_and_symmetric_moco_variants(xrays: list[torch.Tensor]) 
     backbone = _backbone()
     rotation = Rotation(all_rotations=False)
     rotation.setup(backbone)
-    images, k = _batch(rotation, xrays[:4], 32)
+    images, k = view_batch(rotation, xrays[:4], 32)
     assert images.shape == (4, 1, 32, 32) and k.dtype == torch.long
     assert set(k.tolist()) <= {0, 1, 2, 3}
     assert torch.isfinite(rotation.training_step([images, k]))
@@ -323,5 +295,5 @@ def test_single_rotation_and_symmetric_moco_variants(xrays: list[torch.Tensor]) 
     moco = MoCoV2(**SMALL[MoCoV2], symmetric=True)
     moco.setup(backbone)
     ptr = int(moco.queue.ptr)
-    assert torch.isfinite(moco.training_step(_batch(moco, xrays[:4], 32)))
+    assert torch.isfinite(moco.training_step(view_batch(moco, xrays[:4], 32)))
     assert int(moco.queue.ptr) == (ptr + 8) % 64  # both views' keys were enqueued

@@ -6,52 +6,32 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
+from _methods import SMALL, kermany_xrays, view_batch
 from cxr_curriculum.backbones import IMAGENET_GRAY_NORM, Backbone
-from cxr_curriculum.data import read_image
 from cxr_curriculum.losses import MAELoss, normalize_pixels, patchify
 from cxr_curriculum.methods import (
-    BYOL,
     DINO,
     MAE,
     METHODS,
-    BarlowTwins,
     Jigsaw,
-    MoCoV2,
     RelativePatchLocation,
     Rotation,
     SimCLR,
-    SimSiam,
     SSLMethod,
-    VICReg,
     mask_from_noise,
     random_patch_mask,
     sincos_2d,
 )
-from cxr_curriculum.transforms import Resize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = "timm:vit_tiny_patch16_224"
-SMALL: dict[type[SSLMethod], dict[str, Any]] = {
-    Rotation: {},
-    Jigsaw: {"n_permutations": 10, "tile_dim": 32, "hidden_dim": 64},
-    RelativePatchLocation: {"hidden_dim": 64},
-    SimCLR: {"hidden_dim": 64, "output_dim": 32},
-    MoCoV2: {"queue_size": 64, "hidden_dim": 64, "output_dim": 32},
-    BYOL: {"projection_hidden_dim": 64, "projection_dim": 32, "prediction_hidden_dim": 64},
-    SimSiam: {"projection_dim": 64, "prediction_hidden_dim": 16},
-    BarlowTwins: {"projection_dim": 64},
-    VICReg: {"projection_dim": 64},
-    DINO: {"output_dim": 64, "hidden_dim": 64, "bottleneck_dim": 16, "n_local_crops": 2},
-    MAE: {"decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2},
-}
 #: Sizes whose tiles / patches a patch-16 ViT takes (16 px each); the rest use 32 px.
 IMAGE_SIZE = {Jigsaw: 57, RelativePatchLocation: 68}
 
@@ -59,20 +39,7 @@ IMAGE_SIZE = {Jigsaw: 57, RelativePatchLocation: 68}
 @pytest.fixture(scope="module")
 def xrays(data_root: Path) -> list[torch.Tensor]:
     """Four real Kermany X-rays (2 normal, 2 pneumonia) at 80 px."""
-    root = data_root / "kermany-pneumonia" / "train"
-    files = (
-        sorted((root / "NORMAL").glob("*.jpeg"))[:2]
-        + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:2]
-    )
-    if len(files) < 4:
-        pytest.skip(f"Kermany images not found under {root}")
-    return [Resize(80)(read_image(f)) for f in files]
-
-
-def _batch(method: SSLMethod, images: list[torch.Tensor], size: int) -> Any:
-    tf = method.make_transform(size)
-    g = torch.Generator().manual_seed(0)
-    return default_collate([tf(img, generator=g) for img in images])
+    return kermany_xrays(data_root, 2)
 
 
 # ----------------------------------------------------------------------------- lightly parity
@@ -189,7 +156,7 @@ def test_one_training_step_of_every_method_on_a_vit(
     backbone = Backbone(TINY)
     method = cls(**SMALL[cls])
     method.setup(backbone)
-    batch = _batch(method, xrays, IMAGE_SIZE.get(cls, 32))
+    batch = view_batch(method, xrays, IMAGE_SIZE.get(cls, 32))
     before = copy.deepcopy(backbone.state_dict())
     opt = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=1e-3)
     loss = method.training_step(batch)
@@ -237,7 +204,7 @@ def test_dino_multi_crop_on_a_vit_and_on_a_cnn(xrays: list[torch.Tensor]) -> Non
     assert dino.local_size(64) == 27  # no backbone yet: 64 * 96 / 224
     dino.setup(Backbone(TINY))
     assert dino.local_size(64) == 32 and dino.local_size(224) == 96 and dino.local_size(32) == 16
-    views = _batch(dino, xrays, 64)
+    views = view_batch(dino, xrays, 64)
     assert [tuple(v.shape) for v in views] == [(4, 1, 64, 64)] * 2 + [(4, 1, 32, 32)] * 3
     assert torch.isfinite(dino.training_step(views))
     tf = dino.make_transform(64, batched=True)  # on-device views, same sizes
@@ -246,7 +213,7 @@ def test_dino_multi_crop_on_a_vit_and_on_a_cnn(xrays: list[torch.Tensor]) -> Non
     assert [v.shape[-1] for v in views] == [64, 64, 32, 32, 32]
     assert torch.isfinite(dino.training_step(views))
     dino.setup(Backbone("resnet18"))  # on a CNN the local crops keep the paper's ratio
-    assert [v.shape[-1] for v in _batch(dino, xrays, 64)] == [64, 64, 27, 27, 27]
+    assert [v.shape[-1] for v in view_batch(dino, xrays, 64)] == [64, 64, 27, 27, 27]
 
 
 @pytest.mark.realdata

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cxr_curriculum.config import load_study
+from _studies import one_task_study
 from cxr_curriculum.data import dataset_patient_ids
 from cxr_curriculum.study import Arm, Protocols, Study, build_task
 from cxr_curriculum.study.runner import TASK_MASK_PREFIX, AttentionInputs
@@ -29,22 +29,8 @@ FRONTAL = {"PA", "AP", "AP Supine", "AP semi erect", "AP Erect"}
 
 
 def test_covid_task_from_a_study_file(data_root: Path, tmp_path: Path) -> None:
-    path = tmp_path / "covid.toml"
-    path.write_text(f"""
-output = "{tmp_path / "s"}"
-seeds = [0]
-[[arms]]
-name = "scratch"
-[[tasks]]
-kind = "covid"
-root = "{data_root / "covid-chestxray"}"
-test_share = 0.4
-split_seed = 3
-[evaluation]
-fractions = [1.0]
-protocols = ["knn"]
-""")
-    task = load_study(path).tasks[0]
+    covid = f'kind = "covid"\nroot = "{data_root / "covid-chestxray"}"'
+    task = one_task_study(tmp_path, f"{covid}\ntest_share = 0.4\nsplit_seed = 3").tasks[0]
     with (data_root / "covid-chestxray" / "metadata.csv").open(newline="") as fh:
         labelled = [r for r in csv.DictReader(fh) if r["finding"] not in ("todo", "Unknown")]
     rows = [r for r in labelled if r["view"] in FRONTAL]

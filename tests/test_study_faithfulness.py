@@ -11,28 +11,11 @@ from typing import Any
 
 import pytest
 
+from _studies import tiny_study_toml
 from cxr_curriculum.config import ConfigError, load_study
 from cxr_curriculum.study import Protocols
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-STUDY = """
-output = "{output}"
-seeds = [0, 1]
-batch_size = 8
-image_size = 64
-[[arms]]
-name = "scratch"
-[[tasks]]
-kind = "kermany"
-root = "sample"
-[evaluation]
-fractions = [1.0]
-protocols = ["fine_tune"]
-finetune_steps = 2
-finetune_batch_size = 8
-attention_images = 4
-{extra}"""
 
 
 def _ci_text(stat: dict[str, Any]) -> str:
@@ -41,7 +24,15 @@ def _ci_text(stat: dict[str, Any]) -> str:
 
 def _file(tmp_path: Path, extra: str) -> Path:
     path = tmp_path / "study.toml"
-    path.write_text(STUDY.format(output=tmp_path / "out", extra=extra))
+    evaluation = "finetune_steps = 2\nfinetune_batch_size = 8\nattention_images = 4\n" + extra
+    study = tiny_study_toml(
+        tmp_path / "out",
+        arms=("scratch",),
+        image_size=64,
+        protocols=("fine_tune",),
+        evaluation=evaluation,
+    )
+    path.write_text(study)
     return path
 
 

@@ -24,9 +24,10 @@ import pytest
 from PIL import Image
 
 from _standins import place
-from cxr_curriculum.config import ConfigError, load_study
+from _studies import one_task_study
+from cxr_curriculum.config import ConfigError
 from cxr_curriculum.data import CHEXPERT_OBSERVATIONS
-from cxr_curriculum.study import BinaryTask, KermanyTask, MultiLabelTask, Study, Task
+from cxr_curriculum.study import BinaryTask, KermanyTask, MultiLabelTask, Task
 
 pytestmark = pytest.mark.realdata
 
@@ -34,24 +35,8 @@ TABLES = "label-tables"
 NIH_DCM = "dicom-cxr/nih-dicom/1.3.6.1.4.1.11129.5.5.110503645592756492463169821050252582267888.dcm"
 
 
-def _study(tmp_path: Path, task_lines: str) -> Study:
-    path = tmp_path / "study.toml"
-    path.write_text(f"""
-output = "{tmp_path / "out"}"
-seeds = [0]
-[[arms]]
-name = "scratch"
-[[tasks]]
-{task_lines}
-[evaluation]
-fractions = [1.0]
-protocols = ["knn"]
-""")
-    return load_study(path)
-
-
 def _checked(tmp_path: Path, task_lines: str, cls: type[Task]) -> tuple[Task, str]:
-    study = _study(tmp_path, task_lines)
+    study = one_task_study(tmp_path, task_lines)
     task = study.tasks[0]
     assert isinstance(task, cls)
     lines = study.check()
@@ -230,6 +215,6 @@ def test_custom_python_task(tmp_path: Path) -> None:
     task, text = _checked(tmp_path, f"{kind}\nstride = 2", ToyTask)
     assert task.stride == 2 and "16 training and 16 test images" in text  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"tasks\[0\]\.strid: unknown key; did you mean 'stride'"):
-        _study(tmp_path, f"{kind}\nstrid = 2")
+        one_task_study(tmp_path, f"{kind}\nstrid = 2")
     with pytest.raises(ConfigError, match=r"is not a subclass of cxr_curriculum\.study\.Task"):
-        _study(tmp_path, f'kind = "python:{__name__}:test_custom_python_task"')
+        one_task_study(tmp_path, f'kind = "python:{__name__}:test_custom_python_task"')

@@ -125,19 +125,23 @@ def test_a_claim_reports_the_pretraining_stage_and_step(finished: tuple[Path, Pa
     assert pretraining_progress(pretrain / "nothing-yet", simclr) == {}
 
 
+def _race(board: Any, unit: str, n: int = 8) -> list[Any]:
+    """What ``n`` threads that try to claim ``unit`` at once get (None: refused)."""
+    got: list[Any] = []
+    threads = [threading.Thread(target=lambda: got.append(board.acquire(unit))) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
 def test_one_worker_wins_a_claim_and_one_takes_over_a_stale_claim(tmp_path: Path) -> None:
     from cxr_curriculum.study import ClaimBoard, StudyFolder
 
     folder = StudyFolder(tmp_path)
     board = ClaimBoard(folder, timeout=5)
-    got: list[Any] = []
-    threads = [
-        threading.Thread(target=lambda: got.append(board.acquire("seed0/a"))) for _ in range(8)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = _race(board, "seed0/a")
     assert sum(c is not None for c in got) == 1  # O_EXCL under the lock: one winner
     path = board.path("seed0/a")
     data = json.loads(path.read_text())
@@ -147,14 +151,7 @@ def test_one_worker_wins_a_claim_and_one_takes_over_a_stale_claim(tmp_path: Path
     assert board.acquire("seed0/a") is None  # fresh: left to its worker
     old = time.time() - 30
     os.utime(path, (old, old))  # no heartbeat for 30 s
-    got.clear()
-    threads = [
-        threading.Thread(target=lambda: got.append(board.acquire("seed0/a"))) for _ in range(8)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    got = _race(board, "seed0/a")
     winners = [c for c in got if c is not None]
     assert len(winners) == 1  # takeover under the lock: one winner
     assert winners[0].taken_over.worker == "elsewhere:1"

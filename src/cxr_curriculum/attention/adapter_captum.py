@@ -38,12 +38,11 @@ import inspect
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .adapters import fixed_target, library_class, per_image
+from .adapters import fixed_target, library_class, per_image, upsampled
 from .base import SaliencyMethod
-from .cam import find_layer
+from .cam import find_layer, layer_name
 from .targets import Target, TargetsLike
 
 __all__ = ["CaptumAttribution"]
@@ -137,7 +136,7 @@ class CaptumAttribution(SaliencyMethod):
         """Dotted name of a layer method's layer inside the model (``None`` otherwise)."""
         if self.target_layer is None:
             return None
-        return next(n for n, m in self.model.named_modules() if m is self.target_layer)
+        return layer_name(self.model, self.target_layer)
 
     def _build(self, forward: nn.Module) -> Any:
         method_cls = self.inner or self.cls
@@ -175,10 +174,5 @@ class CaptumAttribution(SaliencyMethod):
                 "(a layer with a token output needs a reshaped layer)"
             )
         maps = attr.detach().float().sum(1)
-        self.map_size = None
-        if maps.shape[-2:] != images.shape[-2:]:
-            self.map_size = (int(maps.shape[-2]), int(maps.shape[-1]))
-            maps = F.interpolate(
-                maps[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False
-            )[:, 0]
+        maps, self.map_size = upsampled(maps, images)
         return maps

@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .adapters import fixed_target, per_image
+from .adapters import fixed_target, per_image, upsampled
 from .base import SaliencyMethod
-from .cam import find_layer
+from .cam import find_layer, layer_name
 from .targets import Target, TargetsLike
 
 __all__ = ["PytorchGradCAM", "keeps_scale"]
@@ -129,7 +128,7 @@ class PytorchGradCAM(SaliencyMethod):
     @property
     def layer_name(self) -> str:
         """Dotted name of the explained layer inside the model."""
-        return next(n for n, m in self.model.named_modules() if m is self.target_layer)
+        return layer_name(self.model, self.target_layer)
 
     def _targets(self, target: Target, n: int) -> list[Any]:
         classes, signs = per_image(target, n)
@@ -159,10 +158,5 @@ class PytorchGradCAM(SaliencyMethod):
         maps = torch.as_tensor(np.asarray(out), dtype=torch.float32, device=images.device)
         if maps.ndim != 3 or maps.shape[0] != images.shape[0]:
             raise ValueError(f"{self.name} returned maps of shape {tuple(maps.shape)}")
-        self.map_size = None
-        if maps.shape[-2:] != images.shape[-2:]:
-            self.map_size = (int(maps.shape[-2]), int(maps.shape[-1]))
-            maps = F.interpolate(
-                maps[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False
-            )[:, 0]
+        maps, self.map_size = upsampled(maps, images)
         return maps

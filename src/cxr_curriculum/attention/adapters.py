@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .metrics import resize_saliency
 from .targets import BinaryLogitTarget, ClassTarget, Target, TargetsLike, predicted_target
 from .targets import resolve_target as _resolve
 
@@ -41,6 +42,7 @@ __all__ = [
     "library_class",
     "parse_method",
     "split_settings",
+    "upsampled",
 ]
 
 #: Method-name prefix -> the module whose classes it names.
@@ -136,3 +138,15 @@ def per_image(target: Target, n: int) -> tuple[Tensor | None, Tensor | None]:
     if isinstance(target, BinaryLogitTarget):
         return None, (target.sign.expand(n) if target.sign.ndim == 0 else target.sign)
     return None, None
+
+
+def upsampled(maps: Tensor, images: Tensor) -> tuple[Tensor, tuple[int, int] | None]:
+    """An adapted method's ``(B, h, w)`` maps at the images' ``(H, W)``, and ``(h, w)``.
+
+    Resized bilinearly (``align_corners=False``, as the built-in CAMs); the size before
+    is ``None`` when the maps already had the images' size (the library upsampled them).
+    """
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    if tuple(maps.shape[-2:]) == size:
+        return maps, None
+    return resize_saliency(maps, size), (int(maps.shape[-2]), int(maps.shape[-1]))

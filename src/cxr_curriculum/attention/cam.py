@@ -39,6 +39,7 @@ __all__ = [
     "backbone_modules",
     "capture_activation",
     "find_layer",
+    "layer_name",
 ]
 
 
@@ -136,6 +137,11 @@ def find_layer(model: nn.Module, target_layer: nn.Module | str | None) -> nn.Mod
     )
 
 
+def layer_name(model: nn.Module, layer: nn.Module) -> str:
+    """Dotted name of ``layer`` inside ``model`` (a layer :func:`find_layer` resolved)."""
+    return next(n for n, m in model.named_modules() if m is layer)
+
+
 @contextlib.contextmanager
 def capture_activation(layer: nn.Module) -> Iterator[list[Tensor]]:
     """Record ``layer``'s output tensors during the ``with`` block.
@@ -193,7 +199,7 @@ class CAM(SaliencyMethod):
     @property
     def layer_name(self) -> str:
         """Dotted name of the explained layer inside the model."""
-        return next(n for n, m in self.model.named_modules() if m is self.target_layer)
+        return layer_name(self.model, self.target_layer)
 
     def attribute(self, images: Tensor, targets: TargetsLike) -> Tensor:
         """Forward, score, differentiate with respect to the layer, combine, upsample."""

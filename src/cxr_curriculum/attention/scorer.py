@@ -13,7 +13,6 @@ Machine Intelligence 2021).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,18 +25,14 @@ from .assemble import FaithfulnessRun, build_report
 from .base import SaliencyMethod, as_model_dtype, check_saliency, check_unit_images
 from .dataset import load_sample, pick_indices
 from .faithfulness import check_faithfulness
-from .masks import predict_lung_masks, supplied_masks
+from .masks import predict_lung_masks
 from .perturbation import PerturbationSettings
 from .registry import check_method, make_saliency
 from .report import AttentionReport, SanityReport
-from .resolution import CoarseSaliencyWarning, coarse_map_message
-from .targets import NamedTargetsLike, TargetsLike, describe_targets, slice_targets, targets_by_name
+from .score_inputs import identity_columns, image_size, lung_masks, saliency_in_batches
+from .targets import NamedTargetsLike, TargetsLike, describe_targets, targets_by_name
 
 __all__ = ["LungAttentionScorer"]
-
-
-def _size(images: Tensor) -> tuple[int, int]:
-    return int(images.shape[-2]), int(images.shape[-1])
 
 
 class LungAttentionScorer:
@@ -142,30 +137,8 @@ class LungAttentionScorer:
 
     def saliency(self, model: nn.Module, images: Tensor, targets: TargetsLike = None) -> Tensor:
         """``(B, H, W)`` saliency maps, computed ``batch_size`` images at a time."""
-        return self._saliency(model, images, targets)[0]
-
-    def _saliency(
-        self, model: nn.Module, images: Tensor, targets: TargetsLike
-    ) -> tuple[Tensor, dict[str, Any]]:
-        """Maps and what the report should know about them (layer, map size, warnings)."""
         explain = self.explainer(model)
-        chunks = []
-        for start in range(0, images.shape[0], self.batch_size):
-            sl = slice(start, start + self.batch_size)
-            chunks.append(explain(images[sl], slice_targets(targets, sl)))
-        info: dict[str, Any] = {"warnings": list(getattr(explain, "warnings", []))}
-        for message in info["warnings"]:
-            warnings.warn(message, UserWarning, stacklevel=3)
-        map_size = getattr(explain, "map_size", None)
-        layer = getattr(explain, "layer_name", None)
-        if map_size is not None and layer is not None:
-            info.update(target_layer=layer, map_size=list(map_size))
-            message = coarse_map_message(model, layer, map_size, images)
-            if message is not None:
-                warnings.warn(message, CoarseSaliencyWarning, stacklevel=3)
-                info["warnings"].append(message)
-        maps = check_saliency(torch.cat(chunks), images.shape[0], _size(images), self.method)
-        return maps, info
+        return saliency_in_batches(explain, model, images, targets, self.batch_size, self.method)[0]
 
     def predict_masks(self, images: Tensor) -> tuple[Tensor, list[bool | None], list[str]]:
         """Predicted ``(B, 2, H, W)`` masks with per-image quality flags and reasons
@@ -223,38 +196,21 @@ class LungAttentionScorer:
             raise ValueError("faithfulness metrics need the model: pass it to score()")
         images = as_model_dtype(images, model)
         n = images.shape[0]
-        for name, seq in (
-            ("patient_ids", patient_ids),
-            ("image_ids", image_ids),
-            ("labels", labels),
-        ):
-            if seq is not None and len(seq) != n:
-                raise ValueError(f"{len(seq)} {name} for {n} images")
+        columns = identity_columns(n, image_ids, patient_ids, labels)
         resolved = targets_by_name(targets, class_names)
         info: dict[str, Any] = {"warnings": []}
         if saliency is None:
             if model is None:
                 raise ValueError("give a model or precomputed saliency maps")
-            saliency, info = self._saliency(model, images, resolved)
+            explain = self.explainer(model)
+            saliency, info = saliency_in_batches(
+                explain, model, images, resolved, self.batch_size, self.method
+            )
             info.update(method=self.method, target=describe_targets(resolved, class_names))
         else:
-            saliency = check_saliency(saliency, n, _size(images), "supplied")
+            saliency = check_saliency(saliency, n, image_size(images), "supplied")
             info["method"] = "supplied"
-        if masks is None:
-            lungs, quality, reasons = self.predict_masks(images)
-            info.update(mask_source="predicted", lung_split="channels")
-        else:
-            lungs, quality, reasons, about = supplied_masks(masks, n, _size(images))
-            info.update(mask_source=about["mask_source"], lung_split=about["lung_split"])
-            if about["warning"] is not None:
-                warnings.warn(about["warning"], UserWarning, stacklevel=2)
-                info["warnings"].append(about["warning"])
-        columns: dict[str, list[Any]] = {
-            "image_id": list(image_ids) if image_ids is not None else [str(i) for i in range(n)],
-            "patient_id": list(patient_ids) if patient_ids is not None else [None] * n,
-        }
-        if labels is not None:
-            columns["label"] = [int(y) for y in labels]
+        lungs, quality, reasons = lung_masks(masks, images, self.predict_masks, info)
         return self._report(
             model, images, saliency, lungs, quality, reasons, columns, info, resolved, keep_maps
         )
@@ -323,7 +279,10 @@ class LungAttentionScorer:
             class_names = getattr(dataset, "classes", None)
         resolved = targets_by_name(targets, class_names)
         images = as_model_dtype(sample.images, model)
-        saliency, info = self._saliency(model, images, resolved)
+        explain = self.explainer(model)
+        saliency, info = saliency_in_batches(
+            explain, model, images, resolved, self.batch_size, self.method
+        )
         info.update(method=self.method, target=describe_targets(resolved, class_names))
         info.update(sample.describe(dataset, stratify, seed))
         masks, ok, why = sample.masks, sample.quality_ok, sample.quality_reasons

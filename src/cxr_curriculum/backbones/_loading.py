@@ -1,16 +1,23 @@
-"""Matching a state dict to a backbone's ``body``: key forms, first-conv adaptation, errors."""
+"""A backbone's ``weights=`` argument, and matching a state dict to its ``body``: key
+forms, first-conv adaptation, errors."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ._adapt import adapt_conv_weight
 from ._parts import Parts
+from ._weights import imagenet_state_dict, load_checkpoint
 
-__all__ = ["load_body_state"]
+__all__ = ["WeightsArg", "load_body_state", "load_weights"]
+
+#: What ``Backbone(weights=...)`` takes: ``"imagenet"``, a checkpoint path, a state dict, None.
+WeightsArg = str | os.PathLike[str] | Mapping[str, Tensor] | None
 
 _MAX_LISTED = 8
 
@@ -92,3 +99,35 @@ def load_body_state(
             + "; ".join(problems)
         )
     parts.body.load_state_dict(body_state, strict=True)
+
+
+def load_weights(parts: Parts, weights: WeightsArg, in_chans: int, name: str) -> str:
+    """Load ``weights`` (not None) into ``parts.body``; return where they came from.
+
+    Returns:
+        ``"state dict"``, the ImageNet source, or ``"file:<file name>"`` (also what
+        :meth:`~cxr_curriculum.backbones.Backbone.from_file` records).
+
+    Raises:
+        ValueError: Not ``"imagenet"``, an existing file or a state dict, or weights that
+            do not fit the architecture.
+    """
+    if isinstance(weights, Mapping):
+        load_body_state(parts, weights, in_chans, "the given state dict", name)
+        return "state dict"
+    if isinstance(weights, str) and weights == "imagenet":
+        state, source = imagenet_state_dict(name, in_chans)
+        load_body_state(parts, state, in_chans, source, name)
+        return source
+    if isinstance(weights, (str, os.PathLike)):
+        file = Path(weights)
+        if not file.exists():
+            raise ValueError(
+                f"weights={str(weights)!r} is neither 'imagenet' nor an existing file; "
+                "allowed: None, 'imagenet', a checkpoint path or a state dict"
+            )
+        load_body_state(parts, load_checkpoint(file), in_chans, str(file), name)
+        return f"file:{file.name}"  # also what from_file records
+    raise ValueError(
+        f"weights must be None, 'imagenet', a path or a state dict, got {type(weights)}"
+    )

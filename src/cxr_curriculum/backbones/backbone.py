@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._io import load_backbone, save_backbone
-from ._loading import load_body_state
+from ._loading import WeightsArg, load_weights
 from ._parts import Parts
 from ._timm import TIMM_PREFIX, build_timm, timm_names
+from ._token_model import TokenModelMixin
 from ._torchvision import TORCHVISION_NAMES, build_torchvision
-from ._vit import TimmTokens, tokens_to_map
-from ._weights import imagenet_state_dict, load_checkpoint
+from ._vit import TimmTokens
 
 __all__ = ["IMAGENET_GRAY_NORM", "POOLS", "Backbone", "WeightsArg"]
 
@@ -28,8 +27,6 @@ POOLS = ("avg", "token")
 #: Grey-level mean and std of ImageNet (the RGB means and stds averaged), used to
 #: standardise ``[0, 1]`` X-rays inside :meth:`Backbone.forward_features`.
 IMAGENET_GRAY_NORM: tuple[float, float] = (0.449, 0.226)
-
-WeightsArg = str | os.PathLike[str] | Mapping[str, Tensor] | None
 
 
 def _build(name: str, in_chans: int) -> Parts:
@@ -44,7 +41,7 @@ def _build(name: str, in_chans: int) -> Parts:
     )
 
 
-class Backbone(nn.Module):
+class Backbone(TokenModelMixin, nn.Module):
     """A CNN or ViT feature extractor for ``(B, in_chans, H, W)`` X-rays in ``[0, 1]``.
 
     Wraps (does not subclass) a torchvision model (``"resnet18"``, ``"resnet34"``,
@@ -139,7 +136,7 @@ class Backbone(nn.Module):
         )
         self.weights_source: str | None = None
         if weights is not None:
-            self.weights_source = self._load_weights(parts, weights)
+            self.weights_source = load_weights(parts, weights, in_chans, name)
 
     def _check_pool(self, pool: str | None) -> str:
         has_cls = isinstance(self.body, TimmTokens) and self.body.has_class_token
@@ -149,27 +146,6 @@ class Backbone(nn.Module):
             allowed = POOLS if has_cls else ("avg",)
             raise ValueError(f"pool={pool!r} is not available for {self._name!r}; use {allowed}")
         return pool
-
-    def _load_weights(self, parts: Parts, weights: WeightsArg) -> str:
-        if isinstance(weights, Mapping):
-            load_body_state(parts, weights, self._in_chans, "the given state dict", self._name)
-            return "state dict"
-        if isinstance(weights, str) and weights == "imagenet":
-            state, source = imagenet_state_dict(self._name, self._in_chans)
-            load_body_state(parts, state, self._in_chans, source, self._name)
-            return source
-        if isinstance(weights, (str, os.PathLike)):
-            file = Path(weights)
-            if not file.exists():
-                raise ValueError(
-                    f"weights={str(weights)!r} is neither 'imagenet' nor an existing file; "
-                    "allowed: None, 'imagenet', a checkpoint path or a state dict"
-                )
-            load_body_state(parts, load_checkpoint(file), self._in_chans, str(file), self._name)
-            return f"file:{file.name}"  # also what from_file records
-        raise ValueError(
-            f"weights must be None, 'imagenet', a path or a state dict, got {type(weights)}"
-        )
 
     @property
     def name(self) -> str:
@@ -202,61 +178,6 @@ class Backbone(nn.Module):
         """
         layer = getattr(self.body, "layer3", None)
         return layer if isinstance(layer, nn.Module) else self.target_layer
-
-    # ------------------------------------------------------------------ tokens (ViTs)
-    @property
-    def is_token_model(self) -> bool:
-        """Whether this is a Vision Transformer (token model)."""
-        return isinstance(self.body, TimmTokens)
-
-    def _tokens_body(self) -> TimmTokens:
-        if not isinstance(self.body, TimmTokens):
-            raise ValueError(f"{self._name!r} is a CNN, not a token model (ViT)")
-        return self.body
-
-    @property
-    def patch_size(self) -> int | None:
-        """A ViT's patch side ``p`` (``None`` for CNNs)."""
-        return self.body.patch_size if isinstance(self.body, TimmTokens) else None
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        """Tokens before a ViT's patch tokens (1: the CLS token; 0 for CNNs)."""
-        return self.body.num_prefix_tokens if isinstance(self.body, TimmTokens) else 0
-
-    def patch_grid(self, height: int, width: int) -> tuple[int, int]:
-        """A ViT's patch grid ``(H / p, W / p)`` for ``H x W`` inputs.
-
-        Raises:
-            ValueError: A CNN, or sides that the patch size does not divide.
-        """
-        return self._tokens_body().grid(height, width)
-
-    def forward_tokens(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
-        """A ViT's final-normed token sequence.
-
-        Args:
-            x: Images ``(B, in_chans, H, W)`` in ``[0, 1]``, sides multiples of :attr:`patch_size`.
-            keep: Optional ``(B, K)`` indices of the patch tokens to encode (MAE's visible
-                patches); prefix tokens are always kept.
-
-        Returns:
-            ``(B, P + N, D)``: :attr:`num_prefix_tokens` prefix tokens (the CLS token first),
-            then the ``N = h * w`` patch tokens in row-major grid order (``(B, P + K, D)``
-            with ``keep``).
-
-        Raises:
-            ValueError: A CNN, a wrong input shape, or sides the patch size does not divide.
-        """
-        return self._tokens_body().tokens(self._standardise(x), keep)
-
-    def tokens_to_map(self, tokens: Tensor, image_size: tuple[int, int]) -> Tensor:
-        """Lay out a ViT's ``(B, P + N, D)`` tokens on the patch grid of an input size.
-
-        Drops the prefix tokens and reshapes, as pytorch-grad-cam's ``reshape_transform``
-        does: the result is ``(B, D, H / p, W / p)``. Works on activations and gradients.
-        """
-        return tokens_to_map(tokens, self.patch_grid(*image_size), self.num_prefix_tokens)
 
     # ------------------------------------------------------------------ forward
     def _standardise(self, x: Tensor) -> Tensor:

@@ -35,8 +35,6 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["PretrainRun", "load_run", "load_study", "read_toml"]
 
-_CURRICULUM_KEYS = ("checkpoint_every", "log_every", "deterministic", "resume", "device", "amp")
-
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse a TOML file.

@@ -226,8 +226,8 @@ class CXRDataset(Dataset[Any]):
         patient_ids: Sequence[str],
         classes: Sequence[str],
         mask_files: Sequence[Path] | None = None,
-    ) -> None:
-        """Store the records, applying the bad-file policy."""
+    ) -> list[int]:
+        """Store the records, applying the bad-file policy; return the positions kept."""
         n = len(files)
         if len(labels) != n or len(patient_ids) != n or (mask_files and len(mask_files) != n):
             raise ValueError("files, labels, patient_ids and mask_files must have equal lengths")
@@ -247,6 +247,7 @@ class CXRDataset(Dataset[Any]):
         self.patient_ids = [str(patient_ids[i]) for i in keep]
         self.classes = list(classes)
         self.mask_files = None if mask_files is None else [Path(mask_files[i]) for i in keep]
+        return keep
 
     def __len__(self) -> int:
         return len(self.files)

@@ -35,24 +35,23 @@ from cxr_curriculum.data.chexpert import (
     observation_targets,
 )
 from cxr_curriculum.data.exclusion import file_key
-from cxr_curriculum.data.multilabel import any_finding
+from cxr_curriculum.data.io import IMAGE_SUFFIXES
+from cxr_curriculum.data.multilabel import any_finding, positive_counts
 from cxr_curriculum.data.tables import keep_present, read_table
 from cxr_curriculum.data.windowing import Window
 
-__all__ = ["IMAGE_NAME_SUFFIXES", "LabelTable", "image_stem"]
-
-#: Suffixes dropped to compare a row's file name with the files on disk (any case).
-IMAGE_NAME_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+__all__ = ["LabelTable", "image_stem"]
 
 
 def image_stem(name: str) -> str:
-    """A file name without its image suffix (``00000001_000.png`` -> ``00000001_000``).
+    """A file name without its image suffix (``00000001_000.png`` -> ``00000001_000``;
+    the suffixes of :data:`~cxr_curriculum.data.IMAGE_SUFFIXES`, any case).
 
     Names whose suffix is not an image suffix are kept whole (DICOM files named by UID,
     ``1.2.840.113619.2.55``, have no suffix).
     """
     suffix = Path(name).suffix
-    return name[: -len(suffix)] if suffix.lower() in IMAGE_NAME_SUFFIXES else name
+    return name[: -len(suffix)] if suffix.lower() in IMAGE_SUFFIXES else name
 
 
 class _FileIndex:
@@ -278,12 +277,10 @@ class LabelTable(CXRDataset):
             labels, classes = any_finding(targets, columns), list(columns)
         else:
             labels, classes = [0] * len(rows), []
-        position = {f: i for i, f in enumerate(files)}
-        if len(position) != len(files):
+        if len(set(files)) != len(files):
             dupes = sorted({str(f) for f in files if files.count(f) > 1})
             raise ValueError(f"{self.table}: several rows name the same image: {dupes[:3]}")
-        self._set_records(files, labels, patients, classes)
-        keep = [position[f] for f in self.files]
+        keep = self._set_records(files, labels, patients, classes)
         self.targets: Tensor | None = targets[keep].contiguous() if len(columns) > 1 else None
         self.rows: list[dict[str, str]] = [rows[i] for i in keep]
         self.row_numbers: list[int] = [numbers[i] for i in keep]
@@ -300,5 +297,4 @@ class LabelTable(CXRDataset):
         """Items per class; multi-label: items positive for each finding."""
         if self.targets is None:
             return super().class_counts()
-        sums = (self.targets == 1).sum(dim=0).tolist()
-        return {c: int(n) for c, n in zip(self.classes, sums, strict=True)}
+        return positive_counts(self.targets, self.classes)

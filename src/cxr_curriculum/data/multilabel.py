@@ -55,6 +55,12 @@ def any_finding(targets: Tensor, classes: Sequence[str]) -> list[int]:
     return (targets[:, keep] == 1).any(dim=1).to(torch.int64).tolist()
 
 
+def positive_counts(targets: Tensor, classes: Sequence[str]) -> dict[str, int]:
+    """Items on which each finding is positive, from ``(N, C)`` targets."""
+    sums = (targets == 1).sum(dim=0).tolist()
+    return {c: int(n) for c, n in zip(classes, sums, strict=True)}
+
+
 class MultiLabelDataset(CXRDataset):
     """A dataset whose items carry a vector of findings with unknowns.
 
@@ -87,11 +93,9 @@ class MultiLabelDataset(CXRDataset):
                 f"targets must be (N, C) = ({len(files)}, {len(classes)}), "
                 f"got {tuple(targets.shape)}"
             )
-        position = {Path(f): i for i, f in enumerate(files)}
-        if len(position) != len(files):
+        if len({Path(f) for f in files}) != len(files):
             raise ValueError("each image file may appear only once in a multi-label dataset")
-        self._set_records(files, any_finding(targets, classes), patient_ids, classes)
-        kept = [position[f] for f in self.files]
+        kept = self._set_records(files, any_finding(targets, classes), patient_ids, classes)
         self.targets = targets[kept].contiguous()
         return kept
 
@@ -100,8 +104,7 @@ class MultiLabelDataset(CXRDataset):
 
     def class_counts(self) -> dict[str, int]:
         """Items on which each finding is positive (read from ``.targets``)."""
-        sums = (self.targets == 1).sum(dim=0).tolist()
-        return {c: int(n) for c, n in zip(self.classes, sums, strict=True)}
+        return positive_counts(self.targets, self.classes)
 
     def finding_counts(self) -> dict[str, dict[str, int]]:
         """``{finding: {"positive": n, "negative": n, "unknown": n}}`` over the items."""

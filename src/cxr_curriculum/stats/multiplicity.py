@@ -28,12 +28,15 @@ from collections.abc import Sequence
 __all__ = ["benjamini_hochberg", "holm"]
 
 
-def _checked(p_values: Sequence[float]) -> list[float]:
+def _family(p_values: Sequence[float]) -> tuple[list[float], list[int]]:
+    """The checked p-values and the positions of the family's tests, smallest p first
+    (NaN entries are not tests and are left out)."""
     values = [float(p) for p in p_values]
     bad = [p for p in values if not (math.isnan(p) or 0.0 <= p <= 1.0)]
     if bad:
         raise ValueError(f"p-values must lie in [0, 1] (or be NaN); got {bad[:3]}")
-    return values
+    order = sorted((i for i, p in enumerate(values) if not math.isnan(p)), key=values.__getitem__)
+    return values, order
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -49,8 +52,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
     Raises:
         ValueError: If a p-value lies outside ``[0, 1]``.
     """
-    values = _checked(p_values)
-    order = sorted((i for i, p in enumerate(values) if not math.isnan(p)), key=values.__getitem__)
+    values, order = _family(p_values)
     m = len(order)
     out = [math.nan] * len(values)
     running = 0.0
@@ -74,8 +76,7 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
     Raises:
         ValueError: If a p-value lies outside ``[0, 1]``.
     """
-    values = _checked(p_values)
-    order = sorted((i for i, p in enumerate(values) if not math.isnan(p)), key=values.__getitem__)
+    values, order = _family(p_values)
     m = len(order)
     out = [math.nan] * len(values)
     running = 1.0

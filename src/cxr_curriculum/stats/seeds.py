@@ -20,34 +20,25 @@ set the ``U_j`` are independent, so the mean ``v_bar`` has variance
   bootstrap variance of ``v_bar`` would: it is already in ``s**2``). Estimated from
   hundreds of patients, it is treated as known.
 
-**Interval and p-value.** A normal mean whose variance is an estimated component plus a
-known one is a Behrens-Fisher-type problem; the interval is the generalized confidence
-interval of Weerahandi (JASA 1993), from the generalized pivot
-``R = v_bar - Z * sqrt(seed_variance * (S - 1) / W + test_variance)``, ``Z`` standard
-normal, ``W`` chi-squared with ``S - 1`` degrees of freedom: ``v_bar +- h`` with ``h``
-solving ``E_W[erf(h / sqrt(2 V(W)))] = confidence``, ``V(W) = seed_variance (S - 1) / W
-+ test_variance``. It is Student's t interval with ``S - 1`` degrees of freedom when the
-test component is 0 and the normal interval when the seed component is; in between it
-mixes them through the pivot's distribution rather than a Welch-Satterthwaite
-degrees-of-freedom guess (which was anti-conservative at three seeds, when both parts
-matter, in the simulations made to choose between them). The p-value is the generalized p-value
-(Tsui & Weerahandi, JASA 1989), ``p = E_W[erfc(|v_bar| / sqrt(2 V(W)))]``, so it
-inverts the interval exactly (``p < 1 - confidence`` exactly when the interval excludes
-0) and has no floor. The expectation over ``W`` is a trapezoid rule in ``log W`` on a
-grid wide enough for p-values down to about ``1e-30``. With one seed there is no
-interval (NaN). ``tests/test_study_statistics.py`` and ``benchmarks/study_coverage.py``
-check the coverage by simulation.
+**Interval and p-value.** The mean is normal with a variance made of an estimated
+component (``seed_variance``, ``S - 1`` degrees of freedom) and a known one
+(``test_variance``): :mod:`cxr_curriculum.stats.generalized` gives Weerahandi's generalized
+interval (JASA 1993) and the generalized p-value that inverts it exactly, without a floor
+(Student's t with ``S - 1`` degrees of freedom when the test component is 0, the normal
+interval when the seed component is). With one seed there is no interval (NaN).
+``tests/test_study_statistics.py`` and ``benchmarks/study_coverage.py`` check the
+coverage by simulation.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from cxr_curriculum.stats.generalized import generalized_half_width, generalized_p_value
 from cxr_curriculum.stats.intervals import ConfidenceInterval, check_confidence
 from cxr_curriculum.stats.paired import PairedComparison
 
@@ -118,71 +109,15 @@ def seed_components(values: Tensor, replicates: Tensor) -> SeedComponents:
     return SeedComponents(estimate, seed_variance, test_variance, n_seeds, n_valid)
 
 
-@functools.lru_cache(maxsize=64)
-def _chi2_grid(dof: int) -> tuple[Tensor, Tensor]:
-    """Nodes ``W`` and weights of a trapezoid rule in ``log W`` for ``W ~ chi2(dof)``.
-
-    The density of ``s = log W`` is ``exp(dof s / 2 - e^s / 2) / (2^(dof/2) Gamma(dof/2))``:
-    smooth, with an exponential left tail and a double-exponential right one, where the
-    trapezoid rule converges fast. The grid reaches a relative density of ``e^-92``
-    (1e-40) on both sides, in steps of at most a fifth of the density's width.
-    """
-    k = float(dof)
-    mode = math.log(k)
-    left = mode - 2.0 * 92.0 / k - 1.0
-    right = math.log(k + 2.0 * 92.0 + 10.0 * math.sqrt(k))
-    step = min(0.05, 0.2 * math.sqrt(2.0 / k))
-    s = torch.arange(left, right + step, step, dtype=torch.float64)
-    log_density = k / 2.0 * s - torch.exp(s) / 2.0
-    weights = torch.exp(log_density - log_density.max())
-    return torch.exp(s), weights / weights.sum()
-
-
-def _pivot_sd(c: SeedComponents) -> tuple[Tensor, Tensor]:
-    """``sqrt(V(W))`` on the chi-squared grid, and the grid's weights."""
-    dof = c.n_seeds - 1
-    w, weights = _chi2_grid(dof)
-    return torch.sqrt(c.seed_variance * dof / w + c.test_variance), weights
-
-
 def _undefined(c: SeedComponents) -> bool:
     return c.n_seeds < 2 or math.isnan(c.seed_variance) or math.isnan(c.test_variance)
-
-
-def _half_width(c: SeedComponents, confidence: float) -> float:
-    """The ``h`` with ``E_W[erf(h / sqrt(2 V(W)))] = confidence`` (safeguarded Newton)."""
-    if c.seed_variance == 0.0 and c.test_variance == 0.0:
-        return 0.0
-    sd, weights = _pivot_sd(c)
-    root2 = math.sqrt(2.0)
-    low, high = 0.0, math.inf
-    h = 1.96 * math.sqrt(c.seed_variance + c.test_variance)
-    for _ in range(200):
-        excess = float((weights * torch.erf(h / (root2 * sd))).sum()) - confidence
-        if excess < 0:
-            low = h
-        else:
-            high = h
-        if excess == 0 or (math.isfinite(high) and high - low <= 1e-14 * high):
-            break
-        slope = float((weights * torch.exp(-0.5 * (h / sd) ** 2) / sd).sum()) * math.sqrt(
-            2.0 / math.pi
-        )
-        step = h - excess / slope if slope > 0 else math.nan
-        if math.isfinite(step) and low < step < high:
-            converged = abs(step - h) <= 1e-14 * h
-            h = step
-            if converged:
-                break
-        else:
-            h = 2.0 * h if math.isinf(high) else 0.5 * (low + high)
-    return h
 
 
 def seed_p_value(components: SeedComponents, null: float = 0.0) -> float:
     """Generalized p-value of ``mean over seeds == null`` (two-sided; NaN for one seed).
 
-    ``p = E_W[erfc(|estimate - null| / sqrt(2 V(W)))]`` (see the module docstring); it
+    ``p = E_W[erfc(|estimate - null| / sqrt(2 V(W)))]``
+    (:func:`~cxr_curriculum.stats.generalized.generalized_p_value`); it
     inverts the interval of :func:`seed_interval` / :func:`seed_comparison` (before
     clipping to bounds): ``p < 1 - confidence`` exactly when the interval excludes
     ``null``. For ``test_variance = 0`` it equals Student's t test with ``S - 1``
@@ -192,10 +127,7 @@ def seed_p_value(components: SeedComponents, null: float = 0.0) -> float:
     if _undefined(c):
         return math.nan
     distance = abs(c.estimate - null)
-    if c.seed_variance == 0.0 and c.test_variance == 0.0:
-        return 1.0 if distance == 0.0 else 0.0
-    sd, weights = _pivot_sd(c)
-    return min(1.0, float((weights * torch.erfc(distance / (math.sqrt(2.0) * sd))).sum()))
+    return generalized_p_value(distance, c.seed_variance, c.test_variance, c.n_seeds - 1)
 
 
 def _interval(
@@ -203,7 +135,7 @@ def _interval(
 ) -> tuple[float, float]:
     if _undefined(c):
         return math.nan, math.nan
-    half = _half_width(c, confidence)
+    half = generalized_half_width(c.seed_variance, c.test_variance, c.n_seeds - 1, confidence)
     return max(bounds[0], c.estimate - half), min(bounds[1], c.estimate + half)
 
 

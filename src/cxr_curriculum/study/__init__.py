@@ -33,7 +33,8 @@ from cxr_curriculum.study.folder import StudyFolder, StudyFolderError
 from cxr_curriculum.study.generic_tasks import BinaryTask, MultiLabelTask, split_by_patient
 from cxr_curriculum.study.heartbeat import Claim
 from cxr_curriculum.study.nih_task import NIHFindingsTask, weighted_macro_auroc
-from cxr_curriculum.study.ordering import OrderRanking, OrderResult, rank_orders
+from cxr_curriculum.study.order_ranking import OrderRanking, OrderResult
+from cxr_curriculum.study.ordering import rank_orders
 from cxr_curriculum.study.provenance import without_provenance
 from cxr_curriculum.study.results import StudyResults
 from cxr_curriculum.study.runner import PROTOCOLS, Protocols

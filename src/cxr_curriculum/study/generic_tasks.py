@@ -20,13 +20,13 @@ from functools import cached_property
 from typing import Any
 
 from torch import Tensor
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from cxr_curriculum.data import patient_split
 from cxr_curriculum.evaluation import EvalResult
 from cxr_curriculum.evaluation.fractions import class_names_of, targets_of
 from cxr_curriculum.study.multilabel_task import finding_selection, weighted_macro_auroc
-from cxr_curriculum.study.tasks import Task
+from cxr_curriculum.study.tasks import Task, check_stride, strided_and_cached
 
 __all__ = ["BinaryTask", "DatasetPair", "MultiLabelTask", "split_by_patient"]
 
@@ -69,9 +69,7 @@ class _DatasetTask(Task):
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string; got {name!r}")
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride must be a positive int; got {stride!r}")
-        self.stride = stride
+        self.stride = check_stride(stride)
         if not callable(data) and not (isinstance(data, tuple) and len(data) == 2):
             raise ValueError("data must be a (train, test) pair or a function returning one")
         self._data = data
@@ -87,16 +85,9 @@ class _DatasetTask(Task):
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise ValueError(f"task {self.name!r}: the data function must return (train, test)")
         train, test = pair
-        if self.stride > 1:
-            train = Subset(train, range(0, len(train), self.stride))  # type: ignore[arg-type]
-            test = Subset(test, range(0, len(test), self.stride))  # type: ignore[arg-type]
-        if self.cache_dir is not None:
-            from cxr_curriculum.data import DecodedCache
-
-            side, workers = self.cache_long_side, self.cache_workers
-            train = DecodedCache(train, self.cache_dir, side, num_workers=workers)
-            test = DecodedCache(test, self.cache_dir, side, num_workers=workers)
-        return train, test
+        return strided_and_cached(
+            train, test, self.stride, self.cache_dir, self.cache_long_side, self.cache_workers
+        )
 
     def config(self) -> dict[str, Any]:
         """The base description plus ``source`` (dataset kind, split and seed, ...)."""

@@ -14,7 +14,8 @@ spread from ``S`` values (in the simulation of ``benchmarks/study_coverage.py`` 
 nominal 95 % interval covered about 87 % of null studies at five seeds). The interval
 here (:func:`cxr_curriculum.stats.seed_interval` and
 :func:`cxr_curriculum.stats.seed_comparison`; the model and its estimators are in
-:mod:`cxr_curriculum.stats.seeds`) splits the variance of the mean over seeds into the
+:mod:`cxr_curriculum.stats.seeds`, the interval in :mod:`cxr_curriculum.stats.generalized`)
+splits the variance of the mean over seeds into the
 between-seed variance ``s**2 / S`` and the test-set variance shared by every seed (the
 mean between-seed covariance over patient resamples drawn once for every seed and both
 arms, so the comparison stays paired by seed and by patient), and combines them with

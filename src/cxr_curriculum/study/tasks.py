@@ -40,7 +40,36 @@ from cxr_curriculum.evaluation import EvalResult
 from cxr_curriculum.evaluation.fractions import labels_of
 from cxr_curriculum.study.resample import weighted_binary_auroc
 
-__all__ = ["KermanyTask", "Task"]
+__all__ = ["KermanyTask", "Task", "check_stride", "strided_and_cached"]
+
+
+def check_stride(stride: Any) -> int:
+    """``stride`` if it is a positive int (every ``stride``-th image is kept)."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive int; got {stride!r}")
+    return stride
+
+
+def strided_and_cached(
+    train: Dataset[Any],
+    test: Dataset[Any],
+    stride: int,
+    cache_dir: str | os.PathLike[str] | None,
+    cache_long_side: int,
+    cache_workers: int,
+) -> tuple[Dataset[Any], Dataset[Any]]:
+    """Every ``stride``-th image of both sets, served from a
+    :class:`~cxr_curriculum.data.DecodedCache` in ``cache_dir`` when one is set
+    (decoded once, shrunk to ``cache_long_side`` pixels by ``cache_workers`` processes)."""
+    if stride > 1:
+        train = Subset(train, range(0, len(train), stride))  # type: ignore[arg-type]
+        test = Subset(test, range(0, len(test), stride))  # type: ignore[arg-type]
+    if cache_dir is not None:
+        from cxr_curriculum.data import DecodedCache
+
+        train = DecodedCache(train, cache_dir, cache_long_side, num_workers=cache_workers)
+        test = DecodedCache(test, cache_dir, cache_long_side, num_workers=cache_workers)
+    return train, test
 
 
 class Task(ABC):
@@ -232,26 +261,16 @@ class KermanyTask(Task):
         cache_long_side: int = 512,
         cache_workers: int = 0,
     ) -> None:
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride must be a positive int; got {stride!r}")
         self.root = root
         self.name = name
-        self.stride = stride
+        self.stride = check_stride(stride)
         self.cache_dir, self.cache_long_side = cache_dir, cache_long_side
         self.cache_workers = cache_workers
 
     def load(self) -> tuple[Dataset[Any], Dataset[Any]]:
         """The published train and test splits (every ``stride``-th image)."""
         root = self.root if self.root is not None else data_root() / "kermany-pneumonia"
-        train: Dataset[Any] = KermanyPneumonia(root, split="train")
-        test: Dataset[Any] = KermanyPneumonia(root, split="test")
-        if self.stride > 1:
-            train = Subset(train, range(0, len(train), self.stride))  # type: ignore[arg-type]
-            test = Subset(test, range(0, len(test), self.stride))  # type: ignore[arg-type]
-        if self.cache_dir is not None:
-            from cxr_curriculum.data import DecodedCache
-
-            side, workers = self.cache_long_side, self.cache_workers
-            train = DecodedCache(train, self.cache_dir, side, num_workers=workers)
-            test = DecodedCache(test, self.cache_dir, side, num_workers=workers)
-        return train, test
+        train, test = KermanyPneumonia(root, split="train"), KermanyPneumonia(root, split="test")
+        return strided_and_cached(
+            train, test, self.stride, self.cache_dir, self.cache_long_side, self.cache_workers
+        )
