@@ -71,6 +71,7 @@ def _share(fd: int) -> None:
     if hasattr(os, "fchmod") and stat.S_ISREG(os.fstat(fd).st_mode):
         os.fchmod(fd, _FILE_MODE)
 
+
 #: Prefix of temporary files; a rerun removes the ones a killed process left.
 TMP_PREFIX = ".tmp-"
 #: Key under which a checkpoint dict carries the :func:`content_sha256` of the rest.

@@ -50,6 +50,13 @@ def _delong(row: dict[str, Any]) -> str:
     return f"{row['difference']:+.3f} (p={_p(row.get('delong_p_value'))})"
 
 
+def _seeds_cell(stat: dict[str, Any]) -> str:
+    """Seeds behind an attention mean, and those without one (every map empty)."""
+    missing = stat.get("seeds_without_value") or []
+    text = str(stat.get("n_seeds"))
+    return f"{text} (none for seed {', '.join(str(s) for s in missing)})" if missing else text
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -191,7 +198,8 @@ def markdown_report(data: dict[str, Any]) -> str:
             "## Lung attention of fine-tuned models (mean over seeds, 95 % CI)",
             "",
             "Masks: `predicted` = the bundled lung segmenter's; otherwise the task's own masks "
-            "(scored on the same saliency maps and images).",
+            "(scored on the same saliency maps and images). Seeds: the seeds whose model has "
+            "at least one non-empty map (a map with no positive saliency has no lung metric).",
             "",
         ]
         extra = [m for m in _FAITHFULNESS if any(m in r for r in data["attention"])]
@@ -205,7 +213,8 @@ def markdown_report(data: dict[str, Any]) -> str:
                 "",
             ]
         lines += _table(
-            ["task", "labels", "arm", "masks", "lift", "lift CI", "energy in lungs", "energy CI"]
+            ["task", "labels", "arm", "masks", "seeds", "lift", "lift CI", "energy in lungs"]
+            + ["energy CI"]
             + [_FAITHFULNESS[m] for m in extra],
             [
                 [
@@ -213,6 +222,7 @@ def markdown_report(data: dict[str, Any]) -> str:
                     f"{r['fraction']:g}",
                     r["arm"],
                     r.get("masks", "predicted"),
+                    _seeds_cell(r["lift"]),
                     _f(r["lift"]["estimate"]),
                     f"[{_f(r['lift']['low'])}, {_f(r['lift']['high'])}]",
                     _f(r["energy_in_mask"]["estimate"]),

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from cxr_curriculum._artefacts import atomic_write_bytes
 from cxr_curriculum.curriculum.checkpoint import atomic_write_json
+from cxr_curriculum.stats import ConfidenceInterval
 from cxr_curriculum.study.cells import CellKey
 from cxr_curriculum.study.correlation import rank_correlation
 from cxr_curriculum.study.findings_table import finding_table
@@ -208,14 +209,26 @@ class StudyResults:
                 ],
                 dtype=torch.float64,
             )
-            row[metric] = two_level_interval(
-                partial(_mean_of, v),
-                len(cells),
-                groups,
-                v.shape[1],
-                n_resamples=self.n_resamples,
-                bounds=ATTENTION_BOUNDS.get(metric, (-math.inf, math.inf)),
-            ).to_dict()
+            # A model whose every map is empty (no positive saliency: NaN metrics) has no
+            # mean for this seed; the interval covers the seeds that have one.
+            defined = ~torch.isnan(v).all(1)
+            if bool(defined.any()):
+                stat = two_level_interval(
+                    partial(_mean_of, v[defined]),
+                    int(defined.sum()),
+                    groups,
+                    v.shape[1],
+                    n_resamples=self.n_resamples,
+                    bounds=ATTENTION_BOUNDS.get(metric, (-math.inf, math.inf)),
+                ).to_dict()
+            else:
+                stat = ConfidenceInterval(
+                    math.nan, math.nan, math.nan, n=v.shape[1], n_seeds=0
+                ).to_dict()
+            stat["seeds_without_value"] = [
+                c.get("seed") for c, ok in zip(cells, defined.tolist(), strict=True) if not ok
+            ]
+            row[metric] = stat
         return row
 
     def attention_correlation(self) -> list[dict[str, Any]]:
