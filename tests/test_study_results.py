@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from cxr_curriculum.study import CellKey
 from cxr_curriculum.study.results import StudyResults
 
 
@@ -59,3 +60,26 @@ def test_no_seed_with_a_value_gives_a_nan_row_not_an_error() -> None:
     row = _results()._attention_row(_Task(), 1.0, "simclr", "V7", "task_mask.", cells, GROUPS)
     assert math.isnan(row["lift"]["estimate"]) and row["lift"]["seeds_without_value"] == [0, 1]
     assert row["lift"]["n_seeds"] == 0
+
+
+def test_the_pooled_correlation_keeps_every_fraction_when_one_model_has_no_attention() -> None:
+    # One model without a lung mean (every map empty) made the centring mean of its label
+    # fraction NaN, so the "pooled" row silently held the other fraction's models only.
+    class Study:
+        tasks = (_Task(),)
+        fractions = (0.25, 1.0)
+
+    res = _results()
+    res.study = Study()  # type: ignore[assignment]
+    res.cells = {}
+    for f in Study.fractions:
+        for seed in range(5):
+            lift = None if (f, seed) == (0.25, 0) else 1.0 + 0.05 * seed + f
+            res.cells[CellKey(seed, "arm", "covid", f, "fine_tune")] = {
+                "value": 0.5 + 0.01 * seed + 0.1 * f,
+                "attention": {"lift": [lift, lift], "energy_in_mask": [0.3, 0.3]},
+            }
+    rows = [r for r in res.attention_correlation() if r["attention"] == "lift"]
+    pooled = next(r for r in rows if isinstance(r["fraction"], str))
+    assert [r["n_models"] for r in rows if r is not pooled] == [4, 5]
+    assert pooled["n_models"] == 9 and math.isclose(pooled["rho"], 1.0)

@@ -249,10 +249,15 @@ class StudyResults:
                     continue  # lung_effect: only where the study switched it on
                 pooled: list[tuple[float, float, str]] = []
                 for f in self.study.fractions:
-                    sel = [(k, c) for k, c in items if k.fraction == f]
-                    x = [c["value"] for _, c in sel]
-                    y = [_nanmean(c["attention"][prefix + metric]) for _, c in sel]
-                    clusters = [f"{k.arm}/{k.seed}" for k, _ in sel]
+                    # a model without a mean (every map empty) is left out of x and y alike
+                    sel = [
+                        (k, c["value"], _nanmean(c["attention"][prefix + metric]))
+                        for k, c in items
+                        if k.fraction == f
+                    ]
+                    sel = [(k, a, b) for k, a, b in sel if b == b]
+                    x, y = [a for _, a, _ in sel], [b for _, _, b in sel]
+                    clusters = [f"{k.arm}/{k.seed}" for k, _, _ in sel]
                     if len(sel) >= 3:
                         r = rank_correlation(x, y, clusters, n_resamples=self.n_resamples)
                         out.append(
@@ -264,7 +269,7 @@ class StudyResults:
                                 **r.to_dict(),
                             }
                         )
-                    mx, my = _mean(x), _mean(y)
+                    mx, my = _nanmean(x), _nanmean(y)
                     pooled += [(a - mx, b - my, c) for a, b, c in zip(x, y, clusters, strict=True)]
                 if len(pooled) >= 3:
                     xs, ys, cs = zip(*pooled, strict=True)
@@ -372,7 +377,3 @@ def _brief(cell: dict[str, Any]) -> dict[str, Any]:
 def _nanmean(values: Sequence[float | None]) -> float:
     ok = [v for v in values if v is not None and v == v]
     return sum(ok) / len(ok) if ok else math.nan
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
