@@ -9,8 +9,8 @@ Usage (from the repository root, data in ``../shared/data`` or ``$CXR_DATA_ROOT`
 metrics + bootstrap CIs) against a per-image loop of pytorch-grad-cam's ``GradCAM`` plus
 the same segmenter plus an energy-in-mask computation, on the same images and model,
 and also pytorch-grad-cam called once on the whole batch. ``--supplied-masks`` gives
-every pipeline the V7 masks instead (no segmentation), e.g. with
-``--out attention_speed_supplied_masks.json``.
+every pipeline the V7 masks instead (no segmentation) and writes
+``attention_speed_supplied_masks.json`` unless ``--out`` says otherwise.
 
 ``experiment`` trains two small classifiers (ResNet-18 from scratch, 64 px, a few
 epochs): a confounded one (covid-chestxray COVID-19 vs NIH ChestX-ray14 No_findings:
@@ -405,7 +405,12 @@ def main() -> None:
     ex.add_argument("--n-score", type=int, default=64)
     ex.add_argument("--tasks", nargs="+", default=["confounded", "kermany"])
     ex.add_argument("--out", default="attention_experiment.json")
-    sp.add_argument("--out", default="attention_speed.json")
+    sp.add_argument(
+        "--out",
+        default=None,
+        help="file under benchmarks/results (default attention_speed.json; "
+        "attention_speed_supplied_masks.json with --supplied-masks)",
+    )
     sp.add_argument("--smoke", action="store_true", help="4 images at 64 px, one repeat")
     sp.add_argument(
         "--supplied-masks", action="store_true", help="give every pipeline the V7 masks"
@@ -416,6 +421,10 @@ def main() -> None:
     if args.cmd == "speed" and args.smoke:
         args.n, args.size, args.repeats = 4, 64, 1
         args.out = "attention_speed_smoke.json"
+    if args.cmd == "speed" and args.out is None:
+        args.out = (
+            "attention_speed_supplied_masks.json" if args.supplied_masks else "attention_speed.json"
+        )
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = bench_speed(args) if args.cmd == "speed" else bench_experiment(args)

@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--timeouts", nargs="+", type=float, default=[2.0, 5.0, 10.0])
     parser.add_argument("--repeats", type=int, default=200, help="claim-overhead repeats")
+    parser.add_argument(
+        "--name", default=None, help="results file stem (default workers; smoke workers_smoke)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.studies, args.variants = ["tiny"], args.variants or ["1x1", "2x1"]
@@ -304,11 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     takeovers = [takeover(run_dir, t, same_machine=False) for t in args.timeouts]
     if not args.smoke:
         takeovers.append(takeover(run_dir, args.timeouts[0], same_machine=True))
-    name = "workers_smoke" if args.smoke else "workers"
+    name = args.name or ("workers_smoke" if args.smoke else "workers")
     load_end = round(os.getloadavg()[0], 2)
     notes = (
-        f"Load average (1 min) {load_start} at the start, {load_end} at the end (near or above "
-        "the core count, other work shared the machine and times are noisy). `AxT`: A worker "
+        f"Load average (1 min) {load_start} at the start, {load_end} at the end (the workers' own "
+        f"load counts; on {os.cpu_count()} cores a start value near the core count means other "
+        "work shared the machine and times are noisy). `AxT`: A worker "
         "processes (`study FILE --worker`) with T torch threads each, on one output folder; "
         "wall time of the whole command from scratch. `results_equal_1x1`: `results.json` "
         "equals the one-worker one in every statistical field (`without_provenance`)."

@@ -158,6 +158,29 @@ def test_one_worker_wins_a_claim_and_one_takes_over_a_stale_claim(tmp_path: Path
     assert "heartbeat 30 s ago" in winners[0].taken_over.describe()
 
 
+def test_a_waiting_worker_looks_every_two_seconds_and_stops_when_the_study_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the default 300 s timeout a worker left with only live workers' units used to
+    sleep a tenth of it (30 s) between looks, so it outlived the study by up to 30 s (2
+    workers took 39 s on the sample study that 1 worker finished in 17 s)."""
+    from types import SimpleNamespace
+
+    from cxr_curriculum.study import loop
+
+    held = SimpleNamespace(unit=SimpleNamespace(index=1, name="seed0/simclr"), state="claimed")
+    done = SimpleNamespace(unit=held.unit, state="done", claim=None)
+    looks = iter([[held], [held], [done]])
+    study = SimpleNamespace(unit_status=lambda board: next(looks))
+    board = SimpleNamespace(interval=30.0, timeout=300.0, acquire=lambda *a: None)
+    sleeps: list[float] = []
+    monkeypatch.setattr(loop.time, "sleep", sleeps.append)
+    work = loop.WorkLoop(study, SimpleNamespace(computed=0), board, None)  # type: ignore[arg-type]
+    work.run_all()
+    assert sleeps == [loop.WAIT_POLL_SECONDS] * 2 and loop.WAIT_POLL_SECONDS <= 2.0
+    assert not work.report_due  # the worker that completed the study writes the report
+
+
 def test_a_dead_local_worker_is_stale_at_once_and_heartbeats_renew(tmp_path: Path) -> None:
     from cxr_curriculum.study import ClaimBoard, StudyFolder
 

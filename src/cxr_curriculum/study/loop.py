@@ -5,8 +5,9 @@ Every study process is a worker (``Study.run``, ``study FILE``, ``study FILE --w
 1. it takes the unfinished unit with the lowest index that nobody holds (a claim,
    :mod:`.claims`), then, when none is left, a unit whose claim went stale;
 2. it computes the unit (pretraining resumes from the stale worker's checkpoints);
-3. when only units held by live workers remain, it waits (polling every tenth of the
-   claim timeout) in case one of them dies, and stops when every unit is done.
+3. when only units held by live workers remain, it waits (polling every
+   :data:`WAIT_POLL_SECONDS`, or every tenth of the claim timeout if that is shorter) in
+   case one of them dies, and stops as soon as every unit is done.
 
 The worker whose unit completes the study writes ``results.json`` and ``report.md``; so
 does a process that finds nothing left to do when it starts. A worker that completes
@@ -34,9 +35,14 @@ from cxr_curriculum.study.worker import ArmSeedWorker, ClaimLostError, is_main
 if TYPE_CHECKING:
     from cxr_curriculum.study.study import Study
 
-__all__ = ["WorkLoop", "distributed"]
+__all__ = ["WAIT_POLL_SECONDS", "WorkLoop", "distributed"]
 
 logger = logging.getLogger("cxr_curriculum.study")
+
+#: Longest pause between two looks at the folder while a worker waits for other workers'
+#: units: it exits at most this long after the study is done (reading the claims is
+#: cheap; a tenth of the claim timeout, 30 s by default, kept idle workers up to 30 s).
+WAIT_POLL_SECONDS = 2.0
 
 
 def distributed() -> bool:
@@ -88,14 +94,15 @@ class WorkLoop:
             if self._take_one(open_):
                 waiting = False
                 continue
+            poll = min(self.board.interval, WAIT_POLL_SECONDS)
             if not waiting:  # only live workers' units are left
                 waiting = True
                 logger.info(
                     "units %s are held by live workers; waiting, checking every %.1f s, to "
                     "take over any whose claim goes stale",
-                    [s.unit.index for s in open_], self.board.interval,
+                    [s.unit.index for s in open_], poll,
                 )  # fmt: skip
-            time.sleep(self.board.interval)
+            time.sleep(poll)
 
     def _tidy(self, statuses: list[UnitStatus]) -> None:
         """Remove stale claims left on finished units (a worker killed after its last cell)."""
