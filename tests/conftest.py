@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.error import URLError
 
 import pytest
 import torch
@@ -24,6 +26,27 @@ def data_root() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing may download in a test, online or not: every test runs as if offline.
+
+    torch.hub's downloader fails like a dead network, and so does
+    ``socket.create_connection`` (what ``backbones._weights.can_reach`` probes before timm
+    or torchvision fetch anything; tests that need "reachable" patch ``can_reach``).
+    Without this, an ImageNet arm (``test_study``, the ``bench_curriculum`` smoke run)
+    would download ResNet-18 weights on a machine with internet access.
+    """
+
+    def no_download(url: str, *args: object, **kwargs: object) -> None:
+        raise URLError(f"test is offline: {url}")
+
+    def no_connection(address: object, *args: object, **kwargs: object) -> socket.socket:
+        raise OSError(f"test is offline: no connection to {address}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setattr(socket, "create_connection", no_connection)
 
 
 @pytest.fixture(scope="module")

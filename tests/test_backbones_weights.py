@@ -1,4 +1,7 @@
-"""Backbone weights: ImageNet (offline error, hub cache), checkpoints, sidecars, adaptation."""
+"""Backbone weights: ImageNet (offline error, hub cache), checkpoints, sidecars, adaptation.
+
+Every test runs offline (`conftest._no_downloads`): nothing here downloads.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import os
 import socket
 import time
 from pathlib import Path
-from urllib.error import URLError
 from urllib.parse import urlparse
 
 import numpy as np
@@ -25,16 +27,6 @@ from cxr_curriculum.backbones import (
 from cxr_curriculum.backbones import _weights as weights_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing may download in a test: any download attempt fails like a dead network."""
-
-    def no_download(url: str, *args: object, **kwargs: object) -> None:
-        raise URLError(f"test is offline: {url}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
 
 
 @pytest.fixture()
