@@ -164,3 +164,18 @@ def test_masks_splits_and_errors(data_root: Path, tmp_path: Path) -> None:
     exact = _write(tmp_path / "one.csv", ["file", "patient", "y"], [["films/x.png", "p", 1]])
     ds = LabelTable(exact, path_column="file", patient_column="patient", label_columns=["y"])
     assert ds.files == [tmp_path / "films" / "x.png"]  # the name as written wins
+
+
+def test_a_row_naming_a_folder_matches_in_that_folder_only(data_root: Path, tmp_path: Path) -> None:
+    """``a/b.png`` finds ``a/b.jpeg``, never ``x/a/b.jpeg`` (another folder that ends in a)."""
+    film = data_root / "kermany-pneumonia" / "test" / "NORMAL" / "IM-0001-0001.jpeg"
+    table = _write(tmp_path / "t.csv", ["file", "patient", "y"], [["a/b.png", "p", 1]])
+    kw = {"path_column": "file", "patient_column": "patient", "label_columns": ["y"]}
+    place(film, tmp_path / "x" / "a" / "b.jpeg")
+    with pytest.raises(ValueError, match=r"row 1, column 'file': image 'a/b.png' not found"):
+        LabelTable(table, **kw)
+    place(film, tmp_path / "a" / "b.jpeg")  # now the row's own folder has it: one match
+    assert LabelTable(table, **kw).files == [tmp_path / "a" / "b.jpeg"]
+    bare = _write(tmp_path / "bare.csv", ["file", "patient", "y"], [["b.png", "p", 1]])
+    with pytest.raises(ValueError, match=r"'b.png' matches 2 files"):  # a bare name: anywhere
+        LabelTable(bare, **kw)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from _standins import place
 from cxr_curriculum.data import (
     CovidChestXray,
     ImagePool,
@@ -100,7 +101,32 @@ def test_study_pretrains_on_the_pool_without_test_patients(data_root: Path, tmp_
     off = Study(arms, [0], [task], tmp_path, pretrain_data=pool,
                 exclude_test_patients=False)  # fmt: skip
     assert off.pretrain_data is pool and off.pool_exclusion["covid"].removed == removed
+    by_file = off.pool_exclusion["covid"].by_file
+    assert by_file > 0 and off.pretraining_overlap() == {"covid": by_file}
+    assert study.pretraining_overlap() == {"covid": 0}
     key = study.cells()[-1]
     assert study.settings(key)["pretrain"]["data"] != off.settings(key)["pretrain"]["data"]
     lines = study.check()
     assert any(f"{removed} images of its test patients removed" in line for line in lines)
+
+
+def test_files_of_one_name_in_other_folders_are_not_test_images(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """CheXpert-like layouts repeat names (``patientN/study1/view1_frontal``) across patients."""
+    films = sorted((data_root / "kermany-pneumonia" / "test").rglob("*.jpeg"))[:12]
+    rows = []
+    for i, film in enumerate(films):
+        rel = f"films/patient{i:02d}/study1/view1_frontal.jpeg"
+        place(film, tmp_path / rel)
+        rows.append([rel, f"patient{i:02d}", int("PNEUMONIA" in film.parts)])
+        place(film, tmp_path / "pool" / f"patient{50 + i}" / "study1" / "view1_frontal.jpeg")
+    with (tmp_path / "t.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["file", "p", "y"], *rows])
+    task = build_task("table", table=tmp_path / "t.csv", path_column="file", patient_column="p",
+                      label_columns=["y"], test_share=0.5)  # fmt: skip
+    arms = [Arm("scratch"), Arm("rot", [ArmStage(Rotation(), steps=1)])]
+    study = Study(arms, [0], [task], tmp_path / "out", progress=False,
+                  pretrain_data=UnlabeledImages(tmp_path / "pool"))  # fmt: skip
+    assert study.pool_exclusion["table"].removed == 0
+    assert study.pretraining_overlap() == {"table": 0}  # by name it was every test image

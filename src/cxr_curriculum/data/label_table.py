@@ -68,10 +68,11 @@ class _FileIndex:
                 dirnames.sort()
                 for name in sorted(filenames):
                     self._by_stem[image_stem(name)].append(Path(dirpath) / name)
-        parent = relative.parent.parts
         found = self._by_stem.get(image_stem(relative.name), [])
-        return [p for p in found if p.relative_to(self.root).parent.parts[-len(parent) :] == parent
-                or not parent]  # fmt: skip
+        if not relative.parent.parts:  # a bare name: anywhere under root
+            return found
+        folder = self.root / relative.parent  # a row naming a folder: that folder only
+        return [p for p in found if p.parent == folder]
 
 
 class LabelTable(CXRDataset):

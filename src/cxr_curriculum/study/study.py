@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from cxr_curriculum.curriculum import KEEP, Keep, MetricLogger, data_fingerprint
 from cxr_curriculum.curriculum.loggers import check_loggers, log_cell
 from cxr_curriculum.data import PoolExclusion, dataset_files, exclude_test_images
+from cxr_curriculum.data.exclusion import file_key
 from cxr_curriculum.study.arms import Arm, check_budgets
 from cxr_curriculum.study.cells import CellKey, CellStore
 from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT, ClaimBoard
@@ -226,17 +227,20 @@ class Study:
         }
 
     def pretraining_overlap(self) -> dict[str, int]:
-        """Per task, how many test images are also in the pretraining pool (by file).
+        """Per task, how many test images are also in the pretraining pool (same file).
 
-        Unlabelled use of test images in pretraining is transductive; the report says
-        so. Datasets that do not list their files count as 0.
+        Files are compared by absolute path (:func:`~cxr_curriculum.data.file_key`),
+        never by name alone: archives such as CheXpert repeat names
+        (``view1_frontal.jpg``) across patients. Unlabelled use of test images in
+        pretraining is transductive; the report says so. Datasets that do not list their
+        files count as 0.
         """
         pool = dataset_files(self.pretrain_data) if self.pretrain_data is not None else None
-        names = {Path(f).name for f in pool or ()}
+        keys = {file_key(f) for f in pool or ()}
         out = {}
         for task in self.tasks:
             files = dataset_files(task.datasets[1]) or []
-            out[task.name] = sum(Path(f).name in names for f in files)
+            out[task.name] = sum(file_key(f) in keys for f in files)
         return out
 
     def pending(self) -> list[CellKey]:
