@@ -163,6 +163,17 @@ def test_chexpert_layouts_frontal_only_and_missing(chexpert_root: Path) -> None:
     frontal = CheXpert(chexpert_root, frontal_only=True)
     assert len(frontal) == full.views.count("Frontal") < len(full)
     assert set(frontal.views) == {"Frontal"}
+    # a bad label is named by its row in the table, not among the rows kept (frontal only)
+    with gzip.open(table, "rt", newline="") as fh:
+        header, *lines = list(csv.reader(fh))
+    view, edema = header.index("Frontal/Lateral"), header.index("Edema")
+    last = max(k for k, line in enumerate(lines) if line[view] == "Frontal")
+    assert any(line[view] != "Frontal" for line in lines[:last])  # the two counts differ
+    lines[last][edema] = "2"
+    with (chexpert_root / "bad.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *lines])
+    with pytest.raises(ValueError, match=rf"bad\.csv, row {last + 1}, column 'Edema': label '2'"):
+        CheXpert(chexpert_root, frontal_only=True, csv_file=chexpert_root / "bad.csv")
     gone = full.files[:3]
     for p in gone:
         p.unlink()

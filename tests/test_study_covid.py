@@ -56,6 +56,8 @@ def test_covid_task_from_a_study_file(data_root: Path, tmp_path: Path) -> None:
     assert config["mask_source"].startswith("V7")
     other = build_task("covid", root=data_root / "covid-chestxray", test_share=0.4)
     assert other.config() != config  # another split seed: a study refuses to resume
+    with pytest.raises(ValueError, match=r"views must be a list of view names, e.g. \['PA'\]"):
+        build_task("covid", root=data_root / "covid-chestxray", views="PA")  # not ('P', 'A')
 
 
 def test_v7_masks_are_the_task_masks(data_root: Path) -> None:

@@ -21,7 +21,7 @@ from cxr_curriculum import Backbone
 from cxr_curriculum.__main__ import main
 from cxr_curriculum.config import ConfigError, load_study
 from cxr_curriculum.config.data_sources import DATA_SOURCES
-from cxr_curriculum.data import bundled_sample_root
+from cxr_curriculum.data import ImageReadError, bundled_sample_root
 from cxr_curriculum.methods import METHODS
 from cxr_curriculum.study import TASK_KINDS, Arm, CellKey, KermanyTask, Study, StudyResults
 from cxr_curriculum.study.findings_table import finding_table
@@ -63,6 +63,52 @@ def test_a_one_class_test_split_stops_before_pretraining(
     with pytest.raises(ValueError, match="task 'films': its test set has only class"):
         load_study(path).run()
     assert not (tmp_path / "out" / "pretrain").exists()
+
+
+def test_a_table_split_with_patients_on_both_sides_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    films = sorted((SAMPLE / "train").rglob("*.jpeg"))[:8]
+    with (tmp_path / "films.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "patient", "Pneumonia", "split"])
+        w.writerows([[f, f"p{k % 3}", int("PNEUMONIA" in f.parts), "test" if k % 2 else "train"]
+                     for k, f in enumerate(films)])  # fmt: skip
+    task = (f'[[tasks]]\nkind = "table"\nname = "films"\ntable = "{tmp_path / "films.csv"}"\n'
+            'path_column = "path"\npatient_column = "patient"\nlabel_columns = ["Pneumonia"]\n'
+            'split_column = "split"\n')  # fmt: skip
+    path = _toml(tmp_path, f'[data]\nsource = "sample"\n{SIMCLR_ARM}{task}')
+    assert main(["study", str(path), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "column 'split' puts 3 patients in both 'train' and 'test'" in err
+    assert "['p0', 'p1', 'p2']" in err
+    same = _toml(tmp_path, f'[data]\nsource = "sample"\n{SIMCLR_ARM}{task}test_split = "train"\n')
+    assert main(["study", str(same), "--check"]) == 2
+    assert "train_split and test_split are both 'train'" in capsys.readouterr().err
+
+
+def test_every_lung_mask_of_a_task_is_checked(data_root: Path, tmp_path: Path) -> None:
+    """Masks after the first that are text files named ``.png`` fail the check, not scoring."""
+    covid = data_root / "covid-chestxray"
+    v7 = sorted((covid / "v7-lung-masks").glob("*.png"))[:1]
+    films = [
+        f for c in ("NORMAL", "PNEUMONIA") for f in sorted((SAMPLE / "train" / c).glob("*"))[:4]
+    ]
+    (tmp_path / "masks").mkdir()
+    rows = []
+    for k, film in enumerate(films):
+        mask = tmp_path / "masks" / f"m{k}.png"
+        if k == 0:
+            mask.write_bytes(v7[0].read_bytes())
+        else:
+            mask.write_text("not an image")
+        rows.append([film, f"p{k}", int("PNEUMONIA" in film.parts), f"masks/m{k}.png"])
+    with (tmp_path / "t.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "patient", "y", "mask"], *rows])
+    task = TASK_KINDS["table"](tmp_path / "t.csv", path_column="path", patient_column="patient",
+                               label_columns=["y"], mask_column="mask", test_share=0.5)  # fmt: skip
+    with pytest.raises(ImageReadError, match=r"lung mask is not a PNG or JPEG image"):
+        task.check()
 
 
 def test_pretraining_folders_that_hold_no_images(

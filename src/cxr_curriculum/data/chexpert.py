@@ -81,6 +81,7 @@ def observation_targets(
     blank: BlankPolicy = "unknown",
     *,
     source: str = "table",
+    row_numbers: Sequence[int] | None = None,
 ) -> Tensor:
     """Code CheXpert-style label cells (``1``, ``0``, ``-1``, blank) as targets.
 
@@ -91,6 +92,8 @@ def observation_targets(
             (``"negative"``).
         blank: A blank cell becomes NaN (``"unknown"``) or 0 (``"negative"``).
         source: Name used in errors (the table file).
+        row_numbers: Each row's data-row number in ``source`` (counted from 1 after the
+            header), for errors; default ``1..len(rows)`` (rows as read, none left out).
 
     Returns:
         ``float32`` tensor ``(len(rows), len(names))`` with 1, 0 and NaN.
@@ -110,7 +113,8 @@ def observation_targets(
             try:
                 value = code_value(text, f"{source}, column {name!r}")
             except ValueError:
-                row_number = cells.index(text) + 1  # first data row holding it
+                first = cells.index(text)  # first row holding it
+                row_number = row_numbers[first] if row_numbers is not None else first + 1
                 raise ValueError(
                     f"{source}, row {row_number}, column {name!r}: label {text.strip()!r} is "
                     "not one of 1, 0, -1 or blank"
@@ -194,6 +198,7 @@ class CheXpert(MultiLabelDataset):
         self.split, self.uncertain, self.blank = split, uncertain, blank
         self.csv_file = table_or_error(self.root, f"{split}.csv", "CheXpert", csv_file)
         rows = read_table(self.csv_file, ("Path", "Frontal/Lateral", *CHEXPERT_OBSERVATIONS))
+        number = {id(r): n for n, r in enumerate(rows, 1)}  # data rows of the table
         if frontal_only:
             rows = [r for r in rows if r["Frontal/Lateral"] == "Frontal"]
         kept, self.missing = keep_present(
@@ -204,8 +209,9 @@ class CheXpert(MultiLabelDataset):
         header = list(rows[0]) if rows else []
         classes = [c for c in header if c in CHEXPERT_OBSERVATIONS]
         targets = observation_targets(
-            [r for r, _ in kept], classes, uncertain, blank, source=str(self.csv_file)
-        )
+            [r for r, _ in kept], classes, uncertain, blank, source=str(self.csv_file),
+            row_numbers=[number[id(r)] for r, _ in kept],
+        )  # fmt: skip
         files = [p for _, p in kept]
         patients = [chexpert_patient_id(r["Path"]) for r, _ in kept]
         keep = self._set_targets(files, targets, patients, classes)

@@ -31,7 +31,6 @@ from cxr_curriculum.data.chexpert import (
     BlankPolicy,
     UncertainPolicy,
     check_policies,
-    code_value,
     observation_targets,
 )
 from cxr_curriculum.data.exclusion import file_key
@@ -239,17 +238,9 @@ class LabelTable(CXRDataset):
     ) -> None:
         rows = [r for (_, r), _ in kept]
         numbers = [n for (n, _), _ in kept]
-        for column in columns:
-            cells = [r[column] for r in rows]
-            for text in set(cells):
-                try:
-                    code_value(text, "")
-                except ValueError:
-                    where = self._where(numbers[cells.index(text)], column)
-                    raise ValueError(
-                        f"{where}: label {text.strip()!r} is not one of 1, 0, -1 or blank"
-                    ) from None
-        targets = observation_targets(rows, columns, uncertain, blank, source=str(self.table))
+        targets = observation_targets(
+            rows, columns, uncertain, blank, source=str(self.table), row_numbers=numbers
+        )
         self.unknown = 0
         if len(columns) == 1:
             known = [i for i in range(len(rows)) if not math.isnan(float(targets[i, 0]))]

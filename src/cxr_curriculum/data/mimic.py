@@ -141,9 +141,11 @@ class MIMICCXR(MultiLabelDataset):
         )  # fmt: skip
         classes = [c for c in studies[0] if c in CHEXPERT_OBSERVATIONS]
         label_rows = [by_study[(r["subject_id"], r["study_id"])] for r, _ in kept]
+        number = {id(r): n for n, r in enumerate(studies, 1)}  # data rows of the label table
         targets = observation_targets(
-            label_rows, classes, uncertain, blank, source=str(self.label_file)
-        )
+            label_rows, classes, uncertain, blank, source=str(self.label_file),
+            row_numbers=[number[id(r)] for r in label_rows],
+        )  # fmt: skip
         keep = self._set_targets(
             [p for _, p in kept], targets, [str(r["subject_id"]) for r, _ in kept], classes
         )

@@ -233,13 +233,26 @@ def table_task(
         "blank": blank,
     }
 
+    if split_column is not None and train_split == test_split:
+        raise ValueError(
+            f"{table}: train_split and test_split are both {train_split!r}; "
+            f"a task must test on rows it did not train on"
+        )
+
     def data() -> tuple[Any, Any]:
         if split_column is None:
             return split_by_patient(LabelTable(table, root, **common), test_share, split_seed)
-        return (
-            LabelTable(table, root, split=train_split, **common),
-            LabelTable(table, root, split=test_split, **common),
-        )
+        train = LabelTable(table, root, split=train_split, **common)
+        test = LabelTable(table, root, split=test_split, **common)
+        both = sorted(set(train.patient_ids) & set(test.patient_ids))
+        if both:
+            raise ValueError(
+                f"{table}: column {split_column!r} puts {len(both)} patients in both "
+                f"{train_split!r} and {test_split!r} (e.g. {both[:3]}); a study's test "
+                f"patients must be unseen in training: fix the split, or leave out "
+                f"split_column for a patient-level split"
+            )
+        return train, test
 
     described = {k: v for k, v in common.items() if v is not None and k != "mask_ignore_value"}
     described = {"table": Path(table).name, **described}

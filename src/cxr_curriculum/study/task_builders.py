@@ -115,6 +115,8 @@ def covid_task(
     people, CC BY 4.0) are the task's own masks: 346 of the COVID-19 images and 2 of
     the others have one, so lung attention against them is measured on Covid-19 films.
     """
+    if isinstance(views, str):
+        raise ValueError(f"views must be a list of view names, e.g. [{views!r}]; got {views!r}")
     views = tuple(views)
 
     def data() -> tuple[Any, Any]:

@@ -34,13 +34,23 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset, Subset
 
 from cxr_curriculum.curriculum import data_fingerprint
-from cxr_curriculum.data import KermanyPneumonia, data_root, dataset_patient_ids, read_mask
+from cxr_curriculum.data import (
+    ImageReadError,
+    KermanyPneumonia,
+    data_root,
+    dataset_patient_ids,
+    read_mask,
+)
 from cxr_curriculum.data.findings import root_and_indices
+from cxr_curriculum.data.formats import sniff_format
 from cxr_curriculum.evaluation import EvalResult
 from cxr_curriculum.evaluation.fractions import labels_of
 from cxr_curriculum.study.resample import weighted_binary_auroc
 
-__all__ = ["KermanyTask", "Task", "check_stride", "strided_and_cached"]
+__all__ = ["MASK_SAMPLE", "KermanyTask", "Task", "check_stride", "strided_and_cached"]
+
+#: Test lung masks decoded in full by :meth:`Task.check` (evenly spaced); every one is sniffed.
+MASK_SAMPLE = 16
 
 
 def check_stride(stride: Any) -> int:
@@ -174,7 +184,9 @@ class Task(ABC):
 
         Binary tasks need both classes in the training and the test set (AUROC is
         undefined otherwise); a task with lung masks needs at least one test image with
-        a mask. Subclasses add their own checks (multi-label: findings to score).
+        a mask; every mask file must be a PNG or JPEG image (its first bytes are read) and
+        :data:`MASK_SAMPLE` of them, evenly spaced, are decoded. Subclasses add their own
+        checks (multi-label: findings to score).
 
         Returns:
             ``{"name", "n_train", "n_test", "test_patients", "test_classes", ...}``.
@@ -219,7 +231,19 @@ class Task(ABC):
                 raise ValueError(
                     f"task {self.name!r}: none of its {len(masks)} test images has a lung mask"
                 )
-            self.test_lung_masks(have[:1], 32)  # the first mask decodes
+            for i in have:  # every mask file is an image (its first bytes) ...
+                path = masks[i]
+                assert path is not None
+                try:
+                    kind = sniff_format(path)
+                except OSError as err:
+                    raise ImageReadError(path, f"cannot open lung mask ({err.strerror})") from None
+                if kind not in ("png", "jpeg"):
+                    raise ImageReadError(
+                        path, f"task {self.name!r}: lung mask is not a PNG or JPEG image ({kind})"
+                    )
+            step = max(1, len(have) // MASK_SAMPLE)  # ... and a sample decodes in full
+            self.test_lung_masks(have[::step][:MASK_SAMPLE], 32)
             out["test_masks"] = len(have)
         return out
 
