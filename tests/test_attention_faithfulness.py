@@ -299,3 +299,23 @@ def test_forward_passes_per_image_are_what_the_docs_say() -> None:
         faithfulness_metrics(model, x, torch.rand(3, 8, 8), lungs, None, names,
                              PerturbationSettings(), 2)  # fmt: skip
         assert model.images == 3 * per_image
+
+
+def test_faithfulness_refuses_class_names_that_do_not_match_the_model() -> None:
+    """Supplied maps, a 3-output model, 4 class names: refused, not the output read by index."""
+    torch.manual_seed(0)
+    net, x = SmallNet(3).eval(), torch.rand(2, 1, 16, 16)
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, 4:12, 2:14] = True
+    scorer = LungAttentionScorer(n_boot=10, faithfulness=("deletion",),
+                                 perturbation=PerturbationSettings(steps=2))  # fmt: skip
+    saliency = torch.rand(2, 16, 16)
+    with pytest.raises(ValueError, match="3 outputs but the class names list 4"):
+        scorer.score(net, x, targets="b", class_names=["a", "b", "c", "d"], masks=masks,
+                     saliency=saliency)  # fmt: skip
+    report = scorer.score(net, x, targets="b", class_names=["a", "b", "c"], masks=masks,
+                          saliency=saliency)  # fmt: skip
+    assert all(math.isfinite(row["deletion"]) for row in report.rows)
+    two = torch.tensor([[0.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="3 outputs but the class names list 2"):
+        ExplainedProbability(ClassTarget(1, n_outputs=2), two)

@@ -165,7 +165,9 @@ class ExplainedProbability:
         mode: One of :data:`OUTPUTS`.
 
     Raises:
-        ValueError: ``"softmax"`` for a callable target (its class is unknown).
+        ValueError: ``"softmax"`` for a callable target (its class is unknown); a class
+            target whose class names do not match the model's outputs, or whose index is
+            out of range.
     """
 
     def __init__(self, target: Target, outputs: Tensor, mode: str = "auto") -> None:
@@ -175,6 +177,7 @@ class ExplainedProbability:
         self.k: Tensor | None = None
         self.sign: Tensor | None = None
         if isinstance(target, ClassTarget):
+            target(out)  # its checks: the model's output count (class names), the range
             self.k = target.k.expand(n) if target.k.ndim == 0 else target.k
         elif isinstance(target, BinaryLogitTarget):
             self.sign = target.sign.expand(n) if target.sign.ndim == 0 else target.sign
