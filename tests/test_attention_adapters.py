@@ -202,3 +202,18 @@ def test_sanity_check_works_for_adapted_methods(covid: tuple) -> None:
         assert result.rows[-1]["n_randomised"] == result.meta["n_layers"]
         assert result.rows[-1]["spearman"] < 0.9  # the maps follow the weights
         assert "fully randomised" in result.summary()
+
+
+def test_adapters_refuse_class_names_that_do_not_match_the_model() -> None:
+    """A 3-output model with 4 class names: refused as the built-in methods refuse it."""
+    net, x = SmallNet(3), torch.rand(2, 1, 16, 16)
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, 4:12, 2:14] = True
+    names = ["a", "b", "c", "d"]
+    for method, layer in (("gradcam", "features.2"), ("captum:Saliency", None),
+                          ("pytorch-grad-cam:GradCAM", "features.2")):  # fmt: skip
+        scorer = LungAttentionScorer(method=method, target_layer=layer, n_boot=10)
+        with pytest.raises(ValueError, match="3 outputs but the class names list 4"):
+            scorer.score(net, x, targets="b", class_names=names, masks=masks)
+        report = scorer.score(net, x, targets="b", class_names=names[:3], masks=masks)
+        assert report.saliency is not None and report.saliency.shape == (2, 16, 16)

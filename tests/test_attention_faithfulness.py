@@ -23,7 +23,11 @@ from cxr_curriculum.attention import (
     noisy_linear_impute,
 )
 from cxr_curriculum.attention.faithfulness import road
-from cxr_curriculum.attention.perturbation import ExplainedProbability, curve_area
+from cxr_curriculum.attention.perturbation import (
+    ExplainedProbability,
+    curve_area,
+    image_generator,
+)
 from cxr_curriculum.attention.targets import BinaryLogitTarget, ClassTarget
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -299,3 +303,41 @@ def test_forward_passes_per_image_are_what_the_docs_say() -> None:
         faithfulness_metrics(model, x, torch.rand(3, 8, 8), lungs, None, names,
                              PerturbationSettings(), 2)  # fmt: skip
         assert model.images == 3 * per_image
+
+
+def test_faithfulness_refuses_class_names_that_do_not_match_the_model() -> None:
+    """Supplied maps, a 3-output model, 4 class names: refused, not the output read by index."""
+    torch.manual_seed(0)
+    net, x = SmallNet(3).eval(), torch.rand(2, 1, 16, 16)
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, 4:12, 2:14] = True
+    scorer = LungAttentionScorer(n_boot=10, faithfulness=("deletion",),
+                                 perturbation=PerturbationSettings(steps=2))  # fmt: skip
+    saliency = torch.rand(2, 16, 16)
+    with pytest.raises(ValueError, match="3 outputs but the class names list 4"):
+        scorer.score(net, x, targets="b", class_names=["a", "b", "c", "d"], masks=masks,
+                     saliency=saliency)  # fmt: skip
+    report = scorer.score(net, x, targets="b", class_names=["a", "b", "c"], masks=masks,
+                          saliency=saliency)  # fmt: skip
+    assert all(math.isfinite(row["deletion"]) for row in report.rows)
+    two = torch.tensor([[0.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="3 outputs but the class names list 2"):
+        ExplainedProbability(ClassTarget(1, n_outputs=2), two)
+
+
+def test_image_generators_never_share_a_stream_across_images_and_uses() -> None:
+    """One generator per image and use: the salts in use (0 deletion/insertion, 1-4 lung
+    effect, 11 ROAD order, 100 + 2j + kind ROAD noise) reach past any small multiplier."""
+    salts = [0, 1, 2, 3, 4, 11, *range(100, 100 + 2 * 9)]
+    seeds = {
+        (seed, i, salt): image_generator(seed, i, salt).initial_seed()
+        for seed in (0, 1) for i in range(8) for salt in salts
+    }  # fmt: skip
+    assert len(set(seeds.values())) == len(seeds)
+    for a, b in (((0, 0, 11), (0, 1, 4)), ((0, 0, 114), (0, 2, 100)), ((0, 0, 0), (1, 0, 0))):
+        assert not torch.equal(torch.randperm(64, generator=image_generator(*a)),
+                               torch.randperm(64, generator=image_generator(*b)))  # fmt: skip
+        assert not torch.equal(torch.randn(8, generator=image_generator(*a)),
+                               torch.randn(8, generator=image_generator(*b)))  # fmt: skip
+    same = image_generator(3, 2, 11), image_generator(3, 2, 11)
+    assert torch.equal(torch.randn(8, generator=same[0]), torch.randn(8, generator=same[1]))

@@ -183,3 +183,35 @@ def test_predicted_masks_passed_in_keep_their_quality_verdicts() -> None:
     assert report.rows[1]["seg_quality_reasons"] == "left lung missing"
     assert report.meta["mask_source"] == "predicted" and report.meta["lung_split"] == "channels"
     assert "mask QC: 1 of 3 failed" in report.summary()
+
+
+def test_masks_and_saliency_maps_share_the_one_pixel_aspect_tolerance() -> None:
+    """64x48 images: 11x8 is within one pixel of the map's own size (11 * 48 / 64 = 8.25),
+    so masks of that size are resized like maps of that size, not refused."""
+    from cxr_curriculum.attention.base import check_saliency
+    from cxr_curriculum.attention.masks import fit_masks
+
+    size = (64, 48)
+    for h in range(1, 70):
+        for w in range(1, 60):
+            try:
+                check_saliency(torch.rand(1, h, w), 1, size, "supplied")
+                map_ok = True
+            except ValueError:
+                map_ok = False
+            try:
+                fit_masks(torch.zeros(1, 2, h, w, dtype=torch.bool), size)
+                mask_ok = True
+            except ValueError:
+                mask_ok = False
+            assert mask_ok == map_ok, (h, w, map_ok)
+    torch.manual_seed(0)
+    net, x = SmallNet(), torch.rand(2, 1, *size)
+    masks = torch.zeros(2, 11, 8, dtype=torch.bool)
+    masks[:, 3:8, 1:7] = True
+    scorer = LungAttentionScorer(target_layer="features.2", n_boot=50)
+    with pytest.warns(UserWarning, match=r"masks of 11x8 were resized"):
+        report = scorer.score(net, x, masks=masks)
+    assert report.masks is not None and report.masks.shape[-2:] == size
+    with pytest.raises(ValueError, match="aspect ratios differ"):
+        scorer.score(net, x, masks=torch.ones(2, 11, 11, dtype=torch.bool))

@@ -123,11 +123,24 @@ def split_settings(method: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any],
 
 def fixed_target(model: nn.Module, images: Tensor, targets: TargetsLike) -> Target:
     """The target for this batch: the predicted class (one no-grad forward) for ``None``,
-    else ``targets`` as a :data:`~.targets.Target`."""
+    else ``targets`` as a :data:`~.targets.Target`.
+
+    A :class:`~.targets.ClassTarget` looked up in class names (its ``n_outputs`` set) is
+    checked against the model's outputs (one no-grad forward), as the built-in methods
+    check it: the adapters read only its indices, so a class-names list that does not
+    match the model would otherwise explain whichever output has that index.
+
+    Raises:
+        ValueError: The model's output count differs from the class names' count.
+    """
     if targets is None:
         with torch.no_grad():
             return predicted_target(model(images))
-    return _resolve(targets, images)  # outputs are only read for None
+    target = _resolve(targets, images)  # outputs are only read for None
+    if isinstance(target, ClassTarget) and target.n_outputs is not None:
+        with torch.no_grad():
+            target(model(images))  # refuses a model with another number of outputs
+    return target
 
 
 def per_image(target: Target, n: int) -> tuple[Tensor | None, Tensor | None]:

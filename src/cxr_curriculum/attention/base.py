@@ -26,7 +26,21 @@ __all__ = [
     "check_unit_images",
     "eval_mode",
     "model_dtype",
+    "same_aspect",
 ]
+
+
+def same_aspect(h: int, w: int, height: int, width: int) -> bool:
+    """Whether an ``h x w`` map or mask has the ``height x width`` images' aspect ratio
+    within one pixel (of either size): ``|h/w - H/W| <= (H/W) max(1/h, 1/w, 1/H, 1/W)``.
+
+    Saliency maps (:func:`check_saliency`) and lung masks (:func:`~.masks.fit_masks`)
+    share this tolerance. An empty side (``h`` or ``w`` zero) never matches.
+    """
+    if h <= 0 or w <= 0 or height <= 0 or width <= 0:
+        return False
+    slack = (height / width) * max(1 / h, 1 / w, 1 / height, 1 / width)
+    return abs(h / w - height / width) <= slack
 
 
 def check_unit_images(images: Any) -> None:
@@ -85,7 +99,7 @@ def check_saliency(saliency: Any, n: int, size: tuple[int, int], source: str) ->
     height, width = size
     if h == 0 or w == 0:
         raise ValueError(f"saliency ({source}) maps are empty: shape {tuple(saliency.shape)}")
-    if abs(h / w - height / width) > (height / width) * max(1 / h, 1 / w, 1 / height, 1 / width):
+    if not same_aspect(h, w, height, width):
         raise ValueError(
             f"saliency ({source}) maps are {h}x{w} but the images {height}x{width}: their "
             "aspect ratios differ, so a map cannot be laid over its image"

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .base import same_aspect
+
 __all__ = [
     "as_lung_masks",
     "fit_masks",
@@ -134,7 +136,8 @@ def fit_masks(lungs: Tensor, size: tuple[int, int]) -> tuple[Tensor, str | None]
     """Bring ``(B, 2, h, w)`` masks to the images' ``size = (H, W)``.
 
     Masks of the images' size are returned as they are. Masks of another size but the
-    same aspect ratio (within one pixel) are resized with ``nearest-exact`` and a message
+    same aspect ratio (within one pixel, the tolerance of saliency maps:
+    :func:`~.base.same_aspect`) are resized with ``nearest-exact`` and a message
     says so (the scorer warns with it); any other size is refused, because a map and a
     mask of different aspect ratios cannot be laid over each other without distortion.
 
@@ -148,11 +151,7 @@ def fit_masks(lungs: Tensor, size: tuple[int, int]) -> tuple[Tensor, str | None]
     height, width = size
     if (h, w) == (height, width):
         return lungs, None
-    if (
-        h == 0
-        or w == 0
-        or abs(h / w - height / width) > (height / width) * max(1 / height, 1 / width)
-    ):
+    if not same_aspect(h, w, height, width):
         raise ValueError(
             f"masks are {h}x{w} but the images {height}x{width}: their aspect ratios differ; "
             "give masks of the images' size (or resize both the same way)"

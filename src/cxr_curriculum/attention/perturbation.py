@@ -24,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -130,8 +131,15 @@ def baseline_images(images: Tensor, settings: PerturbationSettings) -> Tensor:
 
 def image_generator(seed: int, index: int, salt: int = 0) -> torch.Generator:
     """A CPU generator for one image (seeded by the settings' seed, the image's index in
-    the batch and a salt per use), so that results do not depend on the batch size."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + index) * 7 + salt)
+    the batch and a salt per use), so that results do not depend on the batch size.
+
+    The generator's seed is a 63-bit BLAKE2b hash of ``(seed, index, salt)``, so no image
+    shares a stream with another image's use of another salt, whatever the salts (two
+    triples collide only by chance, with probability about ``2**-63``).
+    """
+    key = f"{int(seed)},{int(index)},{int(salt)}".encode()
+    digest = hashlib.blake2b(key, digest_size=8, person=b"cxr-image-gen").digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
 
 
 def removal_ranks(scores: Tensor, seed: int, salt: int = 0) -> Tensor:
@@ -165,7 +173,9 @@ class ExplainedProbability:
         mode: One of :data:`OUTPUTS`.
 
     Raises:
-        ValueError: ``"softmax"`` for a callable target (its class is unknown).
+        ValueError: ``"softmax"`` for a callable target (its class is unknown); a class
+            target whose class names do not match the model's outputs, or whose index is
+            out of range.
     """
 
     def __init__(self, target: Target, outputs: Tensor, mode: str = "auto") -> None:
@@ -175,6 +185,7 @@ class ExplainedProbability:
         self.k: Tensor | None = None
         self.sign: Tensor | None = None
         if isinstance(target, ClassTarget):
+            target(out)  # its checks: the model's output count (class names), the range
             self.k = target.k.expand(n) if target.k.ndim == 0 else target.k
         elif isinstance(target, BinaryLogitTarget):
             self.sign = target.sign.expand(n) if target.sign.ndim == 0 else target.sign
