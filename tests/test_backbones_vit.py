@@ -132,6 +132,45 @@ def test_imagenet_from_hf_cache_sums_the_patch_kernels(
     key = "blocks.11.attn.qkv.weight"
     torch.testing.assert_close(state["model." + key], rgb[key])
     assert bb.weights_source is not None and "pretrained" in bb.weights_source
+    assert bb.input_norm == (0.5, 0.5)  # augreg ViT-Tiny: timm's mean = std = 0.5
+
+
+def _timm_grey(arch: str) -> tuple[float, float]:
+    cfg = timm.models.get_pretrained_cfg(arch)
+    assert cfg is not None
+    return (sum(cfg.mean) / 3, sum(cfg.std) / 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("timm:vit_small_patch16_224", (0.5, 0.5)),  # augreg weights
+        ("timm:deit_tiny_patch16_224", IMAGENET_GRAY_NORM),
+        ("timm:vit_small_patch16_224.dino", IMAGENET_GRAY_NORM),
+    ],
+)
+def test_imagenet_vit_takes_the_input_norm_of_timm_pretrained_config(
+    name: str, expected: tuple[float, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The weight-loading step is faked: only the standardisation is under test, and
+    # reading timm's pretrained config must not download (conftest blocks the network).
+    import cxr_curriculum.backbones.backbone as backbone_module
+
+    monkeypatch.setattr(backbone_module, "load_weights", lambda *args: "fake pretrained")
+    bb = Backbone(name, weights="imagenet")
+    assert bb.input_norm == pytest.approx(expected, abs=1e-6)
+    assert bb.input_norm == pytest.approx(_timm_grey(name.removeprefix("timm:")), abs=1e-6)
+    x = torch.rand(1, 1, 32, 32)
+    mean, std = expected
+    torch.testing.assert_close(bb._standardise(x), (x - mean) / std)
+    # recorded in the sidecar and kept by from_file
+    path = bb.save(tmp_path / "bb.safetensors")
+    assert json.loads(path.with_suffix(".json").read_text())["input_norm"] == list(bb.input_norm)
+    assert Backbone.from_file(path).input_norm == bb.input_norm
+    # an explicit input_norm wins; random init keeps the ImageNet grey default
+    assert Backbone(name, weights="imagenet", input_norm=(0.1, 0.2)).input_norm == (0.1, 0.2)
+    assert Backbone(name, weights="imagenet", input_norm=None).input_norm is None
+    assert Backbone(name).input_norm == IMAGENET_GRAY_NORM
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import torchvision.models as tvm
 from timm.models import adapt_input_conv
 
 from cxr_curriculum.backbones import (
+    IMAGENET_GRAY_NORM,
     Backbone,
     WeightsNotAvailableError,
     adapt_conv_weight,
@@ -96,6 +97,7 @@ def test_imagenet_loads_from_hub_cache(name: str, torch_home: Path) -> None:
     torch.save(state, torch_home / _imagenet_file_name(name))
     bb = Backbone(name, weights="imagenet")
     assert bb.weights_source is not None and "IMAGENET1K" in bb.weights_source
+    assert bb.input_norm == IMAGENET_GRAY_NORM  # torchvision: ImageNet grey, unchanged
     conv_key = "conv1.weight" if name.startswith("resnet") else "features.conv0.weight"
     torch.testing.assert_close(
         bb.body.state_dict()[conv_key], state[conv_key].sum(dim=1, keepdim=True)
@@ -260,6 +262,8 @@ def test_timm_imagenet_loads_from_local_hf_cache_file(
         bb.body.state_dict()["model.layer4.0.conv2.weight"],
         rgb.state_dict()["layer4.0.conv2.weight"],
     )
+    # timm's pretrained config of resnet10t has ImageNet statistics: the grey ones
+    assert bb.input_norm == pytest.approx(IMAGENET_GRAY_NORM, abs=1e-6)
 
 
 def test_deepcopy_keeps_its_own_target_layer() -> None:

@@ -437,3 +437,44 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     for k, v in one.state_dict().items():
         torch.testing.assert_close(ranks[0][k], v, rtol=1e-4, atol=1e-6)
         assert torch.equal(ranks[0][k], ranks[1][k])  # ranks stay in sync
+
+
+_DDP_STOP_SCRIPT = """
+from test_curriculum import NaNAfter, NoiseImages, TinyBackbone
+from cxr_curriculum.curriculum import Curriculum, NonFiniteLossError, Stage
+import torch.distributed as dist
+rank = os.environ["RANK"]
+out = {}
+for name, k, folder in (("ckpt", 3, sys.argv[1] + "-run"), ("start", 0, None)):
+    torch.manual_seed(int(rank))  # different starts: DDP broadcasts rank 0's
+    bb = TinyBackbone(norm=False)
+    stage = Stage(NaNAfter(k), NoiseImages(16), steps=8, batch_size=8, image_size=32, name="nan")
+    try:
+        Curriculum([stage], folder, checkpoint_every=2, progress=False).fit(bb)
+    except NonFiniteLossError as err:
+        print(name, str(err))
+    out.update({name + "." + key: v for key, v in bb.state_dict().items()})
+torch.save(out, sys.argv[1] + rank)
+print("world", dist.get_world_size())
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_ddp_stop_hands_back_the_same_last_good_backbone_on_every_rank(tmp_path: Path) -> None:
+    # rank 0 writes last.pt at step 2, then the loss turns NaN at step 3: every rank must
+    # restore step 2 (not its own stage start); a stop before any checkpoint restores
+    # rank 0's start (which DDP broadcast) on every rank
+    script = _script(tmp_path, "import os\n" + _DDP_STOP_SCRIPT)
+    ranks = _run_two_ranks(script, tmp_path, 180)
+    ckpt = load_checkpoint(tmp_path / "rank-run" / "stage00-nan" / "last.pt")
+    assert ckpt["step"] == 2
+    for key, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][key]), key
+        if key.startswith("ckpt."):
+            assert torch.equal(value, ckpt["backbone"][key.removeprefix("ckpt.")]), key
+    torch.manual_seed(0)
+    start = TinyBackbone(norm=False).state_dict()  # rank 0's start
+    for key, value in start.items():
+        assert torch.equal(ranks[1]["start." + key], value), key

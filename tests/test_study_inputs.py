@@ -171,6 +171,16 @@ def test_arms_that_start_from_a_file(tmp_path: Path) -> None:
         load_study(_toml(tmp_path, f'[[arms]]\nname = "f"\nstart = "imagenet21k"\n{SAMPLE_TASK}'))
 
 
+def test_a_file_start_keeps_the_input_norm_its_sidecar_records(tmp_path: Path) -> None:
+    # e.g. a curriculum fitted on an ImageNet ViT (timm's (0.5, 0.5)) used as a start
+    from cxr_curriculum.study.starts import start_backbone
+
+    for norm in ((0.5, 0.5), None):
+        weights = tmp_path / f"{norm is None}.safetensors"
+        Backbone("resnet18", input_norm=norm).save(weights)
+        assert start_backbone(Arm("f", start=f"file:{weights}"), "resnet18").input_norm == norm
+
+
 def test_config_errors_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arm = '[[arms]]\nname = "scratch"\n'
     cases = [

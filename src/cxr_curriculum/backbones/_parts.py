@@ -35,6 +35,9 @@ class Parts:
         adapt_state: Adapts a whole state dict in ``body`` keys before the strict load
             (a ViT resamples positional embeddings of another grid).
         source: ``"torchvision"`` or ``"timm"``.
+        pretrained_norm: One-channel ``(mean, std)`` the library's default pretrained
+            weights expect (timm's pretrained config, RGB values averaged), or ``None``
+            when the library does not say (torchvision: ImageNet statistics).
     """
 
     body: nn.Module
@@ -46,6 +49,7 @@ class Parts:
     head_prefixes: tuple[str, ...] = ()
     fix_key: Callable[[str], str] = field(default=_no_fix)
     adapt_state: Callable[[dict[str, Tensor]], dict[str, Tensor]] = field(default=_no_adapt)
+    pretrained_norm: tuple[float, float] | None = None
 
 
 def new_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:

@@ -76,6 +76,14 @@ def _create(arch: str, in_chans: int, **kwargs: Any) -> nn.Module:
     return model
 
 
+def _grey_norm(cfg: dict[str, Any]) -> tuple[float, float] | None:
+    """The one-channel ``(mean, std)`` of a timm pretrained config: its RGB values averaged."""
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if not mean or not std:
+        return None
+    return round(sum(mean) / len(mean), 6), round(sum(std) / len(std), 6)
+
+
 def build_timm(arch: str, in_chans: int) -> Parts:
     """Build the timm model ``arch`` (random weights) with ``in_chans`` inputs.
 
@@ -87,7 +95,9 @@ def build_timm(arch: str, in_chans: int) -> Parts:
     Returns:
         The :class:`Parts` of the model; ``body`` is a :class:`TimmFeatures` for a CNN and
         a :class:`~._vit.TimmTokens` for a ViT, whose CAM target layer is the last block's
-        ``norm1`` (pytorch-grad-cam's choice for ViTs).
+        ``norm1`` (pytorch-grad-cam's choice for ViTs). ``pretrained_norm`` is the
+        grey-level mean and std of the model's default pretrained config (e.g. 0.5 and
+        0.5 for the augreg ViTs, ImageNet's for DeiT and DINO), read without downloading.
     """
     model = _create(arch, in_chans, pretrained=False)
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
@@ -96,6 +106,7 @@ def build_timm(arch: str, in_chans: int) -> Parts:
         first_conv = first_conv[0]
     classifier = cfg.get("classifier") or ()
     heads = tuple(f"{c}." for c in ([classifier] if isinstance(classifier, str) else classifier))
+    norm = _grey_norm(cfg)
     if is_vit_arch(_import_timm(), arch):
         tokens = TimmTokens(model)
         return Parts(
@@ -107,6 +118,7 @@ def build_timm(arch: str, in_chans: int) -> Parts:
             source_prefix="model.",
             head_prefixes=heads,
             adapt_state=lambda state: resample_pos_embed_state(state, tokens),
+            pretrained_norm=norm,
         )
     body = TimmFeatures(model)
     return Parts(
@@ -117,6 +129,7 @@ def build_timm(arch: str, in_chans: int) -> Parts:
         source="timm",
         source_prefix="model.",
         head_prefixes=heads,
+        pretrained_norm=norm,
     )
 
 

@@ -29,6 +29,18 @@ POOLS = ("avg", "token")
 IMAGENET_GRAY_NORM: tuple[float, float] = (0.449, 0.226)
 
 
+class _DefaultNorm:
+    """Type of :data:`_DEFAULT_NORM`, the ``input_norm`` a caller gets by passing none."""
+
+    def __repr__(self) -> str:
+        return "<default: the pretrained weights' statistics, else IMAGENET_GRAY_NORM>"
+
+
+#: ``input_norm`` not given: timm's pretrained statistics for ``weights="imagenet"`` on a
+#: ``timm:`` model, :data:`IMAGENET_GRAY_NORM` otherwise.
+_DEFAULT_NORM = _DefaultNorm()
+
+
 def _build(name: str, in_chans: int) -> Parts:
     if name.startswith(TIMM_PREFIX):
         return build_timm(name.removeprefix(TIMM_PREFIX), in_chans)
@@ -52,8 +64,9 @@ class Backbone(TokenModelMixin, nn.Module):
     The first convolution (a ViT's patch embedding) takes ``in_chans`` channels; RGB
     weights are adapted by summing the kernels (exact for a grey image replicated to RGB),
     as in timm's ``adapt_input_conv``. Inputs are standardised inside the backbone with
-    ``input_norm = (mean, std)`` (ImageNet grey statistics by default), so callers pass
-    images in ``[0, 1]`` as the rest of the package produces them.
+    ``input_norm = (mean, std)`` (by default ImageNet grey statistics, or for a ``timm:``
+    model with ``weights="imagenet"`` the statistics its pretrained weights expect), so
+    callers pass images in ``[0, 1]`` as the rest of the package produces them.
 
     ViTs (:attr:`is_token_model`) take any image whose sides the patch size divides
     (positional embeddings resampled to the grid as timm's ``dynamic_img_size`` does);
@@ -75,6 +88,11 @@ class Backbone(TokenModelMixin, nn.Module):
             keys (``conv1.weight``; classifier keys are ignored); a 3-channel first conv is
             adapted to ``in_chans``.
         input_norm: ``(mean, std)`` applied to inputs, or ``None`` for no standardisation.
+            Not given: :data:`IMAGENET_GRAY_NORM`, except for a ``timm:`` model with
+            ``weights="imagenet"``, which takes the grey-level mean and std of timm's
+            pretrained config (RGB values averaged; ``(0.5, 0.5)`` for the augreg
+            ``vit_tiny/small/base_patch16_224``, ImageNet's for DeiT and DINO weights).
+            Recorded in the sidecar (:attr:`input_norm`).
         seed: Seed of the random initialisation (``None``: torch's global RNG, as
             torchvision does). With a seed the weights do not depend on, and do not
             consume, the global RNG; the seed is recorded in the sidecar by :meth:`save`.
@@ -102,7 +120,7 @@ class Backbone(TokenModelMixin, nn.Module):
         in_chans: int = 1,
         weights: WeightsArg = None,
         *,
-        input_norm: tuple[float, float] | None = IMAGENET_GRAY_NORM,
+        input_norm: tuple[float, float] | _DefaultNorm | None = _DEFAULT_NORM,
         seed: int | None = None,
         pool: str | None = None,
     ) -> None:
@@ -111,7 +129,7 @@ class Backbone(TokenModelMixin, nn.Module):
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
             raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
-        if input_norm is not None:
+        if input_norm is not None and not isinstance(input_norm, _DefaultNorm):
             if len(input_norm) != 2 or not float(input_norm[1]) > 0:
                 raise ValueError(f"input_norm must be (mean, std) with std > 0, got {input_norm}")
             input_norm = (float(input_norm[0]), float(input_norm[1]))
@@ -127,7 +145,10 @@ class Backbone(TokenModelMixin, nn.Module):
         self._name = name
         self._in_chans = in_chans
         self._num_features = parts.num_features
-        self.input_norm = input_norm
+        if isinstance(input_norm, _DefaultNorm):
+            imagenet = isinstance(weights, str) and weights == "imagenet"
+            input_norm = (imagenet and parts.pretrained_norm) or IMAGENET_GRAY_NORM
+        self.input_norm: tuple[float, float] | None = input_norm
         self.body = parts.body
         self.pool = self._check_pool(pool)
         # Stored by name: registering the module twice would duplicate state-dict keys.

@@ -176,18 +176,25 @@ class StageLoop:
         the loss of these weights passed the stage's checks (:meth:`_write_pending`): a
         checkpoint is only as good as the loss its weights give, which the next step
         computes. A stop before then discards it.
+
+        Under DDP only rank 0 writes (``plan.save``), but every rank of a run with a
+        checkpoint file (``plan.checkpoint``) keeps the same step as its last good state,
+        so that after a stop every process hands back the same backbone.
         """
         self.check_state(batch)
         if self.plan.save is not None:
             self._pending = (self.step, cpu_copy(self.state()))
+        elif self.plan.checkpoint is not None:  # another rank writes it: the backbone is enough
+            self._pending = (self.step, {"backbone": cpu_copy(self.backbone.state_dict())})
 
     def _write_pending(self) -> None:
         """Write the checkpoint :meth:`save` took, now that its weights' loss passed."""
-        if self._pending is None or self.plan.save is None:
+        if self._pending is None:
             return
         step, state = self._pending
         self._pending = None
-        self.plan.save(state)
+        if self.plan.save is not None:
+            self.plan.save(state)
         self.last_good = LastGood(step, dict(state["backbone"]), self.plan.checkpoint)
 
     # ------------------------------------------------------------------ stepping

@@ -24,7 +24,8 @@ class StagePlan:
         save: called as ``save(state)`` with a partial checkpoint every
             ``checkpoint_every`` steps (rank 0 only), or ``None``.
         fail: called with the error before it is raised (to record it in the manifest).
-        checkpoint: the file ``save`` writes (for messages), or ``None``.
+        checkpoint: the file ``save`` writes (for messages), or ``None``; set on every
+            rank (the other ranks keep the state rank 0 writes as their last good one).
         settings_changed: ``resume`` was written with other optimiser settings
             (``resume="continue"``): its optimiser hyper-parameters and schedule are
             replaced by the stage's current ones.

@@ -5,7 +5,9 @@ which state; :func:`train_stage` runs it with a
 :class:`~cxr_curriculum.curriculum.loop.StageLoop`. When a stop rule ends the stage early
 (a non-finite loss, buffer or weight; a divergence; a collapse), or anything else raises
 mid-stage (an image with NaN pixels, a failing read), the backbone is handed back as it
-was at the last good checkpoint, or at the start of the stage if none was written.
+was at the last good checkpoint, or at the start of the stage if none was written; under
+DDP every process hands back the same one (the checkpoint rank 0 wrote, or rank 0's start,
+which DDP broadcast).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from cxr_curriculum.curriculum.health import LastGood
 from cxr_curriculum.curriculum.loop import StageLoop, StagePlan
 from cxr_curriculum.curriculum.metrics_log import CurriculumError
 from cxr_curriculum.curriculum.sampling import mix_seed
@@ -118,6 +121,9 @@ def train_stage(stage: Stage, backbone: nn.Module, plan: StagePlan, run: RunSett
             loop.model = DistributedDataParallel(
                 loop.model, device_ids=ids, find_unused_parameters=run.find_unused_parameters
             )
+            # DDP has broadcast rank 0's weights: that is the start every rank hands back
+            good = loop.last_good
+            loop.last_good = LastGood.capture(backbone, good.step, good.checkpoint)
         bar = tqdm(total=loop.total, initial=loop.step, desc=f"stage {plan.index} {stage.label}",
                    disable=not (run.progress and info.is_main))  # fmt: skip
         seen, t_log, batch = 0, time.perf_counter(), None

@@ -6,7 +6,8 @@ file goes through :class:`~cxr_curriculum.Backbone` (``weights=PATH``): a
 ``.safetensors`` file is checked against its sidecar's sha256, a torch file is read with
 ``weights_only=True``, and tensors that do not fit the architecture are refused with the
 file and the keys named. A sidecar written by :meth:`~cxr_curriculum.Backbone.save` that
-names another architecture is refused too.
+names another architecture is refused too, and the standardisation (``input_norm``) its
+sidecar records is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -48,7 +50,10 @@ def start_backbone(arm: Arm, arch: str) -> Backbone:
     file = arm.start_file
     if file is None:
         return Backbone(arch, weights="imagenet" if arm.start == "imagenet" else None)
-    _check_sidecar(file, arch)
+    info = _check_sidecar(file, arch)
+    if info is not None and "input_norm" in info:  # the standardisation it was trained with
+        norm = info["input_norm"]
+        return Backbone(arch, weights=file, input_norm=None if norm is None else (norm[0], norm[1]))
     return Backbone(arch, weights=file)
 
 
@@ -66,18 +71,20 @@ def check_start(arm: Arm, arch: str) -> str:
     return start_sha256(file)
 
 
-def _check_sidecar(file: Path, arch: str) -> None:
+def _check_sidecar(file: Path, arch: str) -> dict[str, Any] | None:
+    """The sidecar of a :meth:`~cxr_curriculum.Backbone.save` file (None if it has none)."""
     from cxr_curriculum.backbones import read_sidecar
 
     if file.suffix != ".safetensors":
-        return
+        return None
     try:
         info = read_sidecar(file)
     except FileNotFoundError:
-        return  # a plain safetensors state dict: the tensors are checked on loading
+        return None  # a plain safetensors state dict: the tensors are checked on loading
     name = info.get("name")
     if name is not None and name != arch:
         raise ValueError(
             f"{file}: its sidecar says it is a {name!r} backbone, but the study's arch is "
             f"{arch!r}; set arch = {name!r} or start from another file"
         )
+    return info
