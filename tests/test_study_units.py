@@ -181,6 +181,51 @@ def test_a_waiting_worker_looks_every_two_seconds_and_stops_when_the_study_is_do
     assert not work.report_due  # the worker that completed the study writes the report
 
 
+def test_a_waiting_worker_reports_when_the_last_units_worker_dies_after_its_last_cell(
+    finished: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A holds the last unit, writes its last cell and dies before recording the
+    unit; worker B, waiting on that unit, then found nothing open and, as it was not its
+    first look, only removed the stale claim: no results.json, no report.md."""
+    from cxr_curriculum.study import ClaimBoard, loop
+    from cxr_curriculum.study.claim_info import process_start
+
+    config, out = _copy(finished, tmp_path)
+    for name in ("results.json", "report.md"):
+        (out / name).unlink()
+    study = load_study(config)
+    store = study.store
+    with store.folder.lock():  # seed 0 SimCLR: its last cell not indexed yet
+        files, units = store.index.load(locked=True)
+        sha = files.pop(CELL)
+        units.pop("seed0/simclr")
+        store.index.write(files, units)
+    worker_a = subprocess.Popen(["sleep", "600"])  # a live process of this machine
+    board = ClaimBoard(store.folder, 300)
+    assert board.acquire("seed0/simclr") is not None
+    claim = json.loads(board.path("seed0/simclr").read_text())
+    claim.update(worker=f"{claim['host']}:{worker_a.pid}", pid=worker_a.pid)
+    claim["pid_start"] = process_start(worker_a.pid)
+    board.path("seed0/simclr").write_text(json.dumps(claim))
+
+    def last_cell_then_die(seconds: float) -> None:  # while B waits
+        with store.folder.lock():
+            files, units = store.index.load(locked=True)
+            files[CELL] = sha
+            store.index.write(files, units)
+        worker_a.kill()
+        worker_a.wait()
+
+    monkeypatch.setattr(loop.time, "sleep", last_cell_then_die)
+    try:
+        load_study(config).run_worker()
+    finally:
+        worker_a.kill()
+        worker_a.wait()
+    assert not board.path("seed0/simclr").exists()  # the stale claim was removed
+    assert (out / "report.md").exists() and _report(out) == _report(finished[0] / "out")
+
+
 def test_a_dead_local_worker_is_stale_at_once_and_heartbeats_renew(tmp_path: Path) -> None:
     from cxr_curriculum.study import ClaimBoard, StudyFolder
 
