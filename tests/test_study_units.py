@@ -359,6 +359,20 @@ def test_two_different_study_files_on_one_folder_are_refused_before_any_work(
     assert record["design"]["seeds"] == [0, 1, 2] and record["sources"][-1] == str(grown)
 
 
+def test_local_launcher_with_a_jobs_folder_prints_the_studys_report_path(
+    finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed the jobs folder's parent / report.md, not the study's output folder."""
+    pytest.importorskip("submitit", reason="the launchers need the 'cluster' extra")
+    config, out = _copy(finished, tmp_path / "study")
+    (out / "report.md").unlink()
+    jobs = tmp_path / "elsewhere" / "jobs"
+    argv = ["study", str(config), "--launcher", "local", "--jobs-folder", str(jobs)]
+    assert main(argv) == 0  # every unit is done: no job, the report is written
+    printed = capsys.readouterr().out
+    assert f"study: {out / 'report.md'}\n" in printed and (out / "report.md").exists()
+
+
 def test_cli_shows_integrity_and_image_errors_as_one_line(
     finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

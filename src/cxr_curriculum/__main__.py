@@ -137,7 +137,8 @@ def _launch(args: argparse.Namespace) -> int:
             print(" ".join(launch.job_ids))
             print(f"logs in {launch.folder}; follow with: --list-units")
         return 0
-    print(f"{len(launch.job_ids)} local workers done; study: {launch.folder.parent / 'report.md'}")
+    output = launch.output if launch.output is not None else launch.folder.parent
+    print(f"{len(launch.job_ids)} local workers done; study: {output / 'report.md'}")
     return 0
 
 
