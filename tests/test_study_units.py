@@ -373,6 +373,22 @@ def test_local_launcher_with_a_jobs_folder_prints_the_studys_report_path(
     assert f"study: {out / 'report.md'}\n" in printed and (out / "report.md").exists()
 
 
+@pytest.mark.parametrize("content", ["[]", "3", '"design"', "null"])
+def test_a_design_record_that_is_not_a_json_object_is_a_one_line_error(
+    finished: tuple[Path, Path], tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Valid JSON but not an object raised AttributeError (a traceback, exit status 1)."""
+    config, out = _copy(finished, tmp_path)
+    (out / "design.json").write_text(content)
+    for extra in ([], ["--list-units"]):
+        assert main(["study", str(config), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out / 'design.json'} (the design record") and (
+            err.count("\n") == 1 and "not a JSON object" in err
+        )
+    assert (out / "design.json").read_text() == content  # left for the user to restore
+
+
 def test_cli_shows_integrity_and_image_errors_as_one_line(
     finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
