@@ -389,6 +389,33 @@ def test_a_design_record_that_is_not_a_json_object_is_a_one_line_error(
     assert (out / "design.json").read_text() == content  # left for the user to restore
 
 
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--claim-timeout", "0"], ["--claim-timeout", "-5"], ["--claim-timeout", "nan"],
+        ["--claim-timeout", "inf"], ["--launcher", "local", "--max-parallel", "0"],
+        ["--launcher", "slurm", "--time", "0"], ["--launcher", "slurm", "--cpus-per-unit", "0"],
+        ["--launcher", "slurm", "--gpus-per-unit", "-1"], ["--worker", "--claim-timeout", "x"],
+    ],
+)  # fmt: skip
+def test_bad_numeric_options_are_named_errors_before_anything_is_written(
+    tmp_path: Path, option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They raised ValueError deep in the library (a traceback, exit status 1), and
+    ``design.json`` had been written before the claim timeout was checked."""
+    config = _config(tmp_path, tmp_path / "pretrain")
+    with pytest.raises(SystemExit) as stop:
+        main(["study", str(config), *option])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    name = next(a for a in option if a.startswith("--") and a not in ("--launcher", "--worker"))
+    assert f"error: argument {name}: " in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="claim timeout must be a finite number > 0"):
+        load_study(config).run(claim_timeout=0)
+    assert not (tmp_path / "out" / "design.json").exists()
+
+
 def test_cli_shows_integrity_and_image_errors_as_one_line(
     finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,6 +23,7 @@ meaning) with the Python interpreter of the submitting process; their logs go to
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,6 +203,8 @@ def launch_study(
         raise ValueError(f"launcher must be one of {LAUNCHERS}; got {launcher!r}")
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be >= 1; got {max_parallel}")
+    if claim_timeout is not None and not (claim_timeout > 0 and math.isfinite(claim_timeout)):
+        raise ValueError(f"claim_timeout must be a finite number > 0; got {claim_timeout}")
     submitit = _submitit()
     path = str(Path(config).resolve())
     study = load_study(path)
