@@ -114,6 +114,34 @@ def test_listing_shows_claims_status_and_time_left(
     assert not claim.path.exists()
 
 
+def test_listing_shows_not_measured_units_apart_and_leaves_them_out_of_the_time_left(
+    finished: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Units of an arm whose ImageNet weights are missing offline were listed as "to do",
+    counted as left (with their time) and "every unit is done" was never printed."""
+    from cxr_curriculum.study.units import estimate_left, format_units
+
+    config, out = _copy(finished, tmp_path)
+    study = load_study(config)
+    why = "not measured: WeightsNotAvailableError: no ImageNet weights offline"
+    study.unavailable["simclr"] = why  # as Study._check_imagenet records it
+    statuses = study.unit_status()
+    assert [s.state for s in statuses] == ["done", "not measured"] * 2
+    assert statuses[1].describe() == "not measured"
+    text = format_units(study, statuses)
+    assert "4 units (arm x seed), 2 done, 0 claimed, 0 stale, 0 to do, 2 not measured" in text
+    assert f"   1     0  simclr               1/1    {why}" in text
+    assert text.endswith("every unit is done (2 not measured)")
+    assert estimate_left(statuses, study)["units_left"] == 0
+    (out / "cells/kermany/scratch/seed1/knn-f1.json").unlink()  # unit 2 (scratch): to do
+    statuses = study.unit_status()
+    eta = estimate_left(statuses, study)
+    assert eta["units_left"] == 1 and eta["seconds"] == statuses[0].seconds  # scratch's only
+    text = format_units(study, statuses)
+    assert "1 done, 0 claimed, 0 stale, 1 to do, 2 not measured" in text
+    assert "1 unit left: about " in text
+
+
 def test_a_claim_reports_the_pretraining_stage_and_step(finished: tuple[Path, Path]) -> None:
     from cxr_curriculum.study.units import pretraining_progress
 
