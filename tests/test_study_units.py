@@ -444,6 +444,20 @@ def test_bad_numeric_options_are_named_errors_before_anything_is_written(
     assert not (tmp_path / "out" / "design.json").exists()
 
 
+@pytest.mark.parametrize("mode", [["--worker"], ["--launcher", "local"], ["--launcher", "slurm"]])
+def test_max_cells_with_worker_or_launcher_is_refused(
+    finished: tuple[Path, Path], tmp_path: Path, mode: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-cells was silently ignored with --worker and --launcher."""
+    config, out = _copy(finished, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert main(["study", str(config), *mode, "--max-cells", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --max-cells cannot be combined with {mode[0]}")
+    assert err.count("\n") == 1
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # nothing written
+
+
 def test_cli_shows_integrity_and_image_errors_as_one_line(
     finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

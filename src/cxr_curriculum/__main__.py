@@ -182,6 +182,14 @@ def _study(args: argparse.Namespace) -> int:
     from cxr_curriculum.study.design import check_design
     from cxr_curriculum.study.units import format_units
 
+    if args.max_cells is not None and (args.worker or args.launcher):
+        mode = "--worker" if args.worker else f"--launcher {args.launcher}"
+        text = (
+            f"error: --max-cells cannot be combined with {mode}: workers compute until no "
+            "unit is left; use --max-cells alone (or with --unit K)"
+        )
+        print(text, file=sys.stderr)
+        return 2
     if args.launcher:
         return _launch(args)
     study = load_study(args.config)
