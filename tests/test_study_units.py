@@ -114,6 +114,34 @@ def test_listing_shows_claims_status_and_time_left(
     assert not claim.path.exists()
 
 
+def test_listing_shows_not_measured_units_apart_and_leaves_them_out_of_the_time_left(
+    finished: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Units of an arm whose ImageNet weights are missing offline were listed as "to do",
+    counted as left (with their time) and "every unit is done" was never printed."""
+    from cxr_curriculum.study.units import estimate_left, format_units
+
+    config, out = _copy(finished, tmp_path)
+    study = load_study(config)
+    why = "not measured: WeightsNotAvailableError: no ImageNet weights offline"
+    study.unavailable["simclr"] = why  # as Study._check_imagenet records it
+    statuses = study.unit_status()
+    assert [s.state for s in statuses] == ["done", "not measured"] * 2
+    assert statuses[1].describe() == "not measured"
+    text = format_units(study, statuses)
+    assert "4 units (arm x seed), 2 done, 0 claimed, 0 stale, 0 to do, 2 not measured" in text
+    assert f"   1     0  simclr               1/1    {why}" in text
+    assert text.endswith("every unit is done (2 not measured)")
+    assert estimate_left(statuses, study)["units_left"] == 0
+    (out / "cells/kermany/scratch/seed1/knn-f1.json").unlink()  # unit 2 (scratch): to do
+    statuses = study.unit_status()
+    eta = estimate_left(statuses, study)
+    assert eta["units_left"] == 1 and eta["seconds"] == statuses[0].seconds  # scratch's only
+    text = format_units(study, statuses)
+    assert "1 done, 0 claimed, 0 stale, 1 to do, 2 not measured" in text
+    assert "1 unit left: about " in text
+
+
 def test_a_claim_reports_the_pretraining_stage_and_step(finished: tuple[Path, Path]) -> None:
     from cxr_curriculum.study.units import pretraining_progress
 
@@ -179,6 +207,51 @@ def test_a_waiting_worker_looks_every_two_seconds_and_stops_when_the_study_is_do
     work.run_all()
     assert sleeps == [loop.WAIT_POLL_SECONDS] * 2 and loop.WAIT_POLL_SECONDS <= 2.0
     assert not work.report_due  # the worker that completed the study writes the report
+
+
+def test_a_waiting_worker_reports_when_the_last_units_worker_dies_after_its_last_cell(
+    finished: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A holds the last unit, writes its last cell and dies before recording the
+    unit; worker B, waiting on that unit, then found nothing open and, as it was not its
+    first look, only removed the stale claim: no results.json, no report.md."""
+    from cxr_curriculum.study import ClaimBoard, loop
+    from cxr_curriculum.study.claim_info import process_start
+
+    config, out = _copy(finished, tmp_path)
+    for name in ("results.json", "report.md"):
+        (out / name).unlink()
+    study = load_study(config)
+    store = study.store
+    with store.folder.lock():  # seed 0 SimCLR: its last cell not indexed yet
+        files, units = store.index.load(locked=True)
+        sha = files.pop(CELL)
+        units.pop("seed0/simclr")
+        store.index.write(files, units)
+    worker_a = subprocess.Popen(["sleep", "600"])  # a live process of this machine
+    board = ClaimBoard(store.folder, 300)
+    assert board.acquire("seed0/simclr") is not None
+    claim = json.loads(board.path("seed0/simclr").read_text())
+    claim.update(worker=f"{claim['host']}:{worker_a.pid}", pid=worker_a.pid)
+    claim["pid_start"] = process_start(worker_a.pid)
+    board.path("seed0/simclr").write_text(json.dumps(claim))
+
+    def last_cell_then_die(seconds: float) -> None:  # while B waits
+        with store.folder.lock():
+            files, units = store.index.load(locked=True)
+            files[CELL] = sha
+            store.index.write(files, units)
+        worker_a.kill()
+        worker_a.wait()
+
+    monkeypatch.setattr(loop.time, "sleep", last_cell_then_die)
+    try:
+        load_study(config).run_worker()
+    finally:
+        worker_a.kill()
+        worker_a.wait()
+    assert not board.path("seed0/simclr").exists()  # the stale claim was removed
+    assert (out / "report.md").exists() and _report(out) == _report(finished[0] / "out")
 
 
 def test_a_dead_local_worker_is_stale_at_once_and_heartbeats_renew(tmp_path: Path) -> None:
@@ -312,6 +385,77 @@ def test_two_different_study_files_on_one_folder_are_refused_before_any_work(
     check_design(load_study(grown))
     record = json.loads((out / "design.json").read_text())
     assert record["design"]["seeds"] == [0, 1, 2] and record["sources"][-1] == str(grown)
+
+
+def test_local_launcher_with_a_jobs_folder_prints_the_studys_report_path(
+    finished: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed the jobs folder's parent / report.md, not the study's output folder."""
+    pytest.importorskip("submitit", reason="the launchers need the 'cluster' extra")
+    config, out = _copy(finished, tmp_path / "study")
+    (out / "report.md").unlink()
+    jobs = tmp_path / "elsewhere" / "jobs"
+    argv = ["study", str(config), "--launcher", "local", "--jobs-folder", str(jobs)]
+    assert main(argv) == 0  # every unit is done: no job, the report is written
+    printed = capsys.readouterr().out
+    assert f"study: {out / 'report.md'}\n" in printed and (out / "report.md").exists()
+
+
+@pytest.mark.parametrize("content", ["[]", "3", '"design"', "null"])
+def test_a_design_record_that_is_not_a_json_object_is_a_one_line_error(
+    finished: tuple[Path, Path], tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Valid JSON but not an object raised AttributeError (a traceback, exit status 1)."""
+    config, out = _copy(finished, tmp_path)
+    (out / "design.json").write_text(content)
+    for extra in ([], ["--list-units"]):
+        assert main(["study", str(config), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out / 'design.json'} (the design record") and (
+            err.count("\n") == 1 and "not a JSON object" in err
+        )
+    assert (out / "design.json").read_text() == content  # left for the user to restore
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--claim-timeout", "0"], ["--claim-timeout", "-5"], ["--claim-timeout", "nan"],
+        ["--claim-timeout", "inf"], ["--launcher", "local", "--max-parallel", "0"],
+        ["--launcher", "slurm", "--time", "0"], ["--launcher", "slurm", "--cpus-per-unit", "0"],
+        ["--launcher", "slurm", "--gpus-per-unit", "-1"], ["--worker", "--claim-timeout", "x"],
+    ],
+)  # fmt: skip
+def test_bad_numeric_options_are_named_errors_before_anything_is_written(
+    tmp_path: Path, option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They raised ValueError deep in the library (a traceback, exit status 1), and
+    ``design.json`` had been written before the claim timeout was checked."""
+    config = _config(tmp_path, tmp_path / "pretrain")
+    with pytest.raises(SystemExit) as stop:
+        main(["study", str(config), *option])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    name = next(a for a in option if a.startswith("--") and a not in ("--launcher", "--worker"))
+    assert f"error: argument {name}: " in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="claim timeout must be a finite number > 0"):
+        load_study(config).run(claim_timeout=0)
+    assert not (tmp_path / "out" / "design.json").exists()
+
+
+@pytest.mark.parametrize("mode", [["--worker"], ["--launcher", "local"], ["--launcher", "slurm"]])
+def test_max_cells_with_worker_or_launcher_is_refused(
+    finished: tuple[Path, Path], tmp_path: Path, mode: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-cells was silently ignored with --worker and --launcher."""
+    config, out = _copy(finished, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert main(["study", str(config), *mode, "--max-cells", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --max-cells cannot be combined with {mode[0]}")
+    assert err.count("\n") == 1
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # nothing written
 
 
 def test_cli_shows_integrity_and_image_errors_as_one_line(

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["main"]
@@ -27,6 +29,29 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), value.strip()
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _study_parser(sub: Any) -> None:
@@ -58,19 +83,29 @@ def _study_parser(sub: Any) -> None:
     st.add_argument("--max-cells", type=int, default=None, help="stop after this many cells")
     st.add_argument(
         "--claim-timeout",
-        type=float,
+        type=_positive_seconds,
         default=None,
         metavar="SECONDS",
         help="a claim not renewed for this long is stale and taken over (default 300)",
     )
     lg = st.add_argument_group("launcher options (--launcher)")
     lg.add_argument(
-        "--max-parallel", type=int, default=1, metavar="N", help="units (or workers) at once"
+        "--max-parallel",
+        type=_int_at_least(1),
+        default=1,
+        metavar="N",
+        help="units (or workers) at once",
     )
     lg.add_argument("--partition", help="Slurm partition")
-    lg.add_argument("--gpus-per-unit", type=int, default=0, metavar="G", help="GPUs per unit")
-    lg.add_argument("--cpus-per-unit", type=int, default=None, metavar="C", help="CPU cores")
-    lg.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="minutes per unit")
+    lg.add_argument(
+        "--gpus-per-unit", type=_int_at_least(0), default=0, metavar="G", help="GPUs per unit"
+    )
+    lg.add_argument(
+        "--cpus-per-unit", type=_int_at_least(1), default=None, metavar="C", help="CPU cores"
+    )
+    lg.add_argument(
+        "--time", type=_int_at_least(1), default=24 * 60, metavar="MIN", help="minutes per unit"
+    )
     lg.add_argument("--mem", default=None, help="memory per unit, e.g. 32G")
     lg.add_argument("--account", default=None, help="Slurm account")
     lg.add_argument(
@@ -137,7 +172,8 @@ def _launch(args: argparse.Namespace) -> int:
             print(" ".join(launch.job_ids))
             print(f"logs in {launch.folder}; follow with: --list-units")
         return 0
-    print(f"{len(launch.job_ids)} local workers done; study: {launch.folder.parent / 'report.md'}")
+    output = launch.output if launch.output is not None else launch.folder.parent
+    print(f"{len(launch.job_ids)} local workers done; study: {output / 'report.md'}")
     return 0
 
 
@@ -146,6 +182,14 @@ def _study(args: argparse.Namespace) -> int:
     from cxr_curriculum.study.design import check_design
     from cxr_curriculum.study.units import format_units
 
+    if args.max_cells is not None and (args.worker or args.launcher):
+        mode = "--worker" if args.worker else f"--launcher {args.launcher}"
+        text = (
+            f"error: --max-cells cannot be combined with {mode}: workers compute until no "
+            "unit is left; use --max-cells alone (or with --unit K)"
+        )
+        print(text, file=sys.stderr)
+        return 2
     if args.launcher:
         return _launch(args)
     study = load_study(args.config)

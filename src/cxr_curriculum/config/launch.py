@@ -23,6 +23,7 @@ meaning) with the Python interpreter of the submitting process; their logs go to
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class Launch:
         job_ids: The engine's job ids (``"12345_0"``, ... for a Slurm array).
         folder: Where submitit keeps the jobs' files and logs.
         jobs: submitit's job objects.
+        output: The study's output folder (where ``report.md`` is written).
     """
 
     launcher: str
@@ -129,6 +131,7 @@ class Launch:
     job_ids: list[str]
     folder: Path
     jobs: list[Any] = field(default_factory=list)
+    output: Path | None = None
 
 
 def _logging() -> None:
@@ -200,6 +203,8 @@ def launch_study(
         raise ValueError(f"launcher must be one of {LAUNCHERS}; got {launcher!r}")
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be >= 1; got {max_parallel}")
+    if claim_timeout is not None and not (claim_timeout > 0 and math.isfinite(claim_timeout)):
+        raise ValueError(f"claim_timeout must be a finite number > 0; got {claim_timeout}")
     submitit = _submitit()
     path = str(Path(config).resolve())
     study = load_study(path)
@@ -211,7 +216,7 @@ def launch_study(
     if launcher == "slurm":
         todo = [s.unit.index for s in statuses if s.state in ("to do", "stale")]
         if not todo:
-            return Launch(launcher, [], [], jobs_folder)
+            return Launch(launcher, [], [], jobs_folder, output=study.output)
         executor = submitit.SlurmExecutor(folder=jobs_folder / "%j")
         executor.update_parameters(
             job_name="cxr-study", array_parallelism=max_parallel,
@@ -219,7 +224,9 @@ def launch_study(
         )  # fmt: skip
         n = len(todo)
         jobs = executor.map_array(run_unit_job, [path] * n, todo, [cwd] * n, [claim_timeout] * n)
-        return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs))
+        return Launch(
+            launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs), study.output
+        )
     todo = [s.unit.index for s in statuses if s.state not in ("done", "not measured")]
     jobs = []
     if todo:
@@ -238,6 +245,8 @@ def launch_study(
                     f"{str(err).strip().splitlines()[-1] if str(err).strip() else err!r}"
                 ) from err
         if any(r.get("reported") for r in done):
-            return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs))
+            return Launch(
+                launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs), study.output
+            )
     study.write_report()  # no worker completed the study here (or there was nothing to do)
-    return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs))
+    return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs), study.output)

@@ -21,6 +21,7 @@ abandons the unit at its next cell.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 from datetime import datetime, timezone
@@ -53,8 +54,8 @@ class ClaimBoard:
     """
 
     def __init__(self, folder: StudyFolder, timeout: float = DEFAULT_CLAIM_TIMEOUT) -> None:
-        if not timeout > 0:
-            raise ValueError(f"claim timeout must be > 0 seconds; got {timeout}")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"claim timeout must be a finite number > 0 seconds; got {timeout}")
         self.folder, self.timeout = folder, float(timeout)
         self.interval = self.timeout / 10
         self.host, self.pid = worker_host(), os.getpid()

@@ -83,8 +83,13 @@ def _read(study: Study) -> dict[str, Any] | None:
             f"{path} (the design record of this output folder) is not valid JSON ({err}); "
             "restore it, or delete it if this folder holds only this study's files"
         ) from None
+    if not isinstance(record, dict):
+        raise StudyFolderError(
+            f"{path} (the design record of this output folder) is not a JSON object; "
+            "restore it, or delete it if this folder holds only this study's files"
+        )
     body = {k: v for k, v in record.items() if k != CONTENT_KEY}
-    if not isinstance(record, dict) or content_sha256(body) != record.get(CONTENT_KEY):
+    if content_sha256(body) != record.get(CONTENT_KEY):
         raise StudyFolderError(
             f"{path} (the design record of this output folder) was changed or damaged: its "
             "sha256 does not match; restore it, or delete it if this folder holds only this "

@@ -10,7 +10,9 @@ Every study process is a worker (``Study.run``, ``study FILE``, ``study FILE --w
    case one of them dies, and stops as soon as every unit is done.
 
 The worker whose unit completes the study writes ``results.json`` and ``report.md``; so
-does a process that finds nothing left to do when it starts. A worker that completes
+does a process that finds nothing left to do when it starts, and a waiting worker that
+finds every unit finished but one still claimed (its worker died after the unit's last
+cell, before it could record the unit and report). A worker that completes
 the last unit of a seed writes partial results too. Report writes are serialised by a
 lock, and each re-reads the cells, so the last one written is the most complete.
 
@@ -81,7 +83,11 @@ class WorkLoop:
             statuses = self.study.unit_status(self.board)
             open_ = [s for s in statuses if s.state in ("to do", "stale", "claimed")]
             if not open_:
-                self.report_due = self.report_due or first
+                # A finished unit still claimed: its worker may have died after its last
+                # cell, before recording the unit and writing the report (or is about to
+                # write it; a second report write is harmless).
+                held = any(s.claim is not None for s in statuses)
+                self.report_due = self.report_due or first or held
                 self._tidy(statuses)
                 return
             first = False

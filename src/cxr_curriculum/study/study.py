@@ -320,8 +320,8 @@ class Study:
         if unit is not None and not 0 <= unit < len(units):
             raise ValueError(f"unit must lie in 0..{len(units) - 1} for this study; got {unit}")
         main = is_main()
-        check_design(self, record=main)
         board = None if distributed() else ClaimBoard(self.store.folder, claim_timeout)
+        check_design(self, record=main)  # after every argument is checked
         total = len(self.cells())
         if self.loggers and main:
             on_cell = log_cell(self.loggers, on_cell)

@@ -69,8 +69,9 @@ class UnitStatus:
         unit: The unit.
         done: Its finished cells.
         state: ``"done"``, ``"claimed"`` (a live worker holds it), ``"stale"`` (its
-            worker stopped renewing the claim; the next worker takes it over) or
-            ``"to do"``.
+            worker stopped renewing the claim; the next worker takes it over), ``"to
+            do"`` or ``"not measured"`` (its arm's ImageNet weights are missing offline:
+            finished as far as workers and reports go).
         claim: The claim on it, if any.
         seconds: Wall time recorded when it finished (``None`` if not recorded).
     """
@@ -86,6 +87,8 @@ class UnitStatus:
         if self.state == "done":
             took = "" if self.seconds is None else f" in {self.seconds:.0f} s"
             return f"done{took}"
+        if self.state == "not measured":
+            return "not measured"
         if self.claim is None:
             return "to do"
         text = self.claim.describe()
@@ -163,8 +166,8 @@ def estimate_left(statuses: list[UnitStatus], study: Study) -> dict[str, Any]:
 
     A finished unit's time is its recorded wall time, else the pretraining plus cell
     seconds its cells recorded. Units of an arm with no finished unit count at the mean
-    over every finished unit. Returns ``seconds`` (``None`` before any unit finished),
-    ``units_left`` and ``live_workers``.
+    over every finished unit. Units that are ``"not measured"`` are not left. Returns
+    ``seconds`` (``None`` before any unit finished), ``units_left`` and ``live_workers``.
     """
     per_arm: dict[str, list[float]] = {}
     for s in statuses:
@@ -172,7 +175,7 @@ def estimate_left(statuses: list[UnitStatus], study: Study) -> dict[str, Any]:
             seconds = s.seconds if s.seconds is not None else _from_cells(study, s.done)
             if seconds is not None:
                 per_arm.setdefault(s.unit.arm.name, []).append(seconds)
-    left = [s for s in statuses if s.state != "done"]
+    left = [s for s in statuses if s.state not in ("done", "not measured")]
     workers = {s.claim.worker for s in left if s.state == "claimed" and s.claim}
     every = [t for times in per_arm.values() for t in times]
     if not every:
@@ -197,20 +200,23 @@ def _from_cells(study: Study, cells: tuple[CellKey, ...]) -> float | None:
 
 def format_units(study: Study, statuses: list[UnitStatus]) -> str:
     """The ``--list-units`` table: every unit, its cells and state, and the time left."""
-    counts = {k: sum(s.state == k for s in statuses) for k in ("done", "claimed", "stale")}
+    states = ("done", "claimed", "stale", "to do", "not measured")
+    counts = {k: sum(s.state == k for s in statuses) for k in states}
     cells = sum(len(s.unit.cells) for s in statuses)
     done = sum(len(s.done) for s in statuses)
+    unmeasured = counts["not measured"]
+    also = f", {unmeasured} not measured" if unmeasured else ""
     lines = [
         f"study {study.output}: {len(statuses)} units (arm x seed), {counts['done']} done, "
         f"{counts['claimed']} claimed, {counts['stale']} stale, "
-        f"{len(statuses) - sum(counts.values())} to do; {done} of {cells} cells done",
+        f"{counts['to do']} to do{also}; {done} of {cells} cells done",
         f"{'unit':>4}  {'seed':>4}  {'arm':<20} {'cells':>5}  state",
     ]
     for s in statuses:
         u = s.unit
         lines.append(
             f"{u.index:>4}  {u.seed:>4}  {u.arm.name:<20} "
-            f"{len(s.done)}/{len(u.cells):<3}  {s.describe()}"
+            f"{len(s.done)}/{len(u.cells):<3}  {_state(study, s)}"
         )
         finished = set(s.done)
         marks = [
@@ -220,7 +226,8 @@ def format_units(study: Study, statuses: list[UnitStatus]) -> str:
         lines.append("        " + "  ".join(marks))
     eta = estimate_left(statuses, study)
     if eta["units_left"] == 0:
-        lines.append("every unit is done")
+        lines.append(f"every unit is done ({unmeasured} not measured)" if unmeasured else
+                     "every unit is done")  # fmt: skip
     elif eta["seconds"] is None:
         lines.append(f"{_units(eta['units_left'])} left; time left: unknown until a unit finishes")
     else:
@@ -232,6 +239,13 @@ def format_units(study: Study, statuses: list[UnitStatus]) -> str:
             f"{workers} worker{'s' if workers > 1 else ''}"
         )
     return "\n".join(lines)
+
+
+def _state(study: Study, status: UnitStatus) -> str:
+    """The unit's state in the listing; a "not measured" unit says why (``unavailable``)."""
+    if status.state == "not measured":
+        return str(study.unavailable.get(status.unit.arm.name) or "not measured")
+    return status.describe()
 
 
 def _units(n: int) -> str:
