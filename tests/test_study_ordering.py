@@ -154,6 +154,8 @@ def test_rank_orders_rejects_bad_settings(sample: tuple) -> None:
         rank_orders(stages, TinyBackbone)
     with pytest.raises(ValueError, match="distinct stage indices"):
         rank_orders(stages, TinyBackbone, train=train, val=val, orders=[(0, 0)])
+    with pytest.raises(ValueError, match=r"orders lists \(1, 0\) more than once"):
+        rank_orders(stages, TinyBackbone, train=train, val=val, orders=[(1, 0), (0, 1), [1, 0]])
 
 
 def test_rank_orders_ranks_by_proxy_and_is_reproducible() -> None:

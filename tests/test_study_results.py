@@ -83,3 +83,22 @@ def test_the_pooled_correlation_keeps_every_fraction_when_one_model_has_no_atten
     pooled = next(r for r in rows if isinstance(r["fraction"], str))
     assert [r["n_models"] for r in rows if r is not pooled] == [4, 5]
     assert pooled["n_models"] == 9 and math.isclose(pooled["rho"], 1.0)
+
+
+def test_a_fraction_with_fewer_than_three_valued_models_gives_no_correlation_row() -> None:
+    # The count of models was taken before models without an AUROC (NaN value) were
+    # dropped, so a fraction with 2 usable models got a row with rho of +-1 or NaN.
+    class Study:
+        tasks = (_Task(),)
+        fractions = (1.0,)
+
+    res = _results()
+    res.study = Study()  # type: ignore[assignment]
+    res.cells = {
+        CellKey(seed, "arm", "covid", 1.0, "fine_tune"): {
+            "value": value,
+            "attention": {"lift": [1.0 + 0.1 * seed] * 2, "energy_in_mask": [0.3, 0.3]},
+        }
+        for seed, value in enumerate([0.6, 0.7, math.nan, None])
+    }
+    assert res.attention_correlation() == []

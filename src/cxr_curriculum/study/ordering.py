@@ -76,6 +76,9 @@ def _check(
     for o in candidates:
         if not o or any(not 0 <= i < n for i in o) or len(set(o)) != len(o):
             raise ValueError(f"order {o} must list distinct stage indices in [0, {n})")
+    twice = sorted({o for o in candidates if candidates.count(o) > 1})
+    if twice:  # a repeated order would count twice in Holm's family
+        raise ValueError(f"orders lists {twice[0]} more than once; give each order once")
     return candidates
 
 

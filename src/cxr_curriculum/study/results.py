@@ -249,13 +249,14 @@ class StudyResults:
                     continue  # lung_effect: only where the study switched it on
                 pooled: list[tuple[float, float, str]] = []
                 for f in self.study.fractions:
-                    # a model without a mean (every map empty) is left out of x and y alike
+                    # a model without a mean (every map empty) or without a metric value
+                    # is left out of x and y alike, before the count of models is checked
                     sel = [
                         (k, c["value"], _nanmean(c["attention"][prefix + metric]))
                         for k, c in items
                         if k.fraction == f
                     ]
-                    sel = [(k, a, b) for k, a, b in sel if b == b]
+                    sel = [(k, a, b) for k, a, b in sel if a is not None and a == a and b == b]
                     x, y = [a for _, a, _ in sel], [b for _, _, b in sel]
                     clusters = [f"{k.arm}/{k.seed}" for k, _, _ in sel]
                     if len(sel) >= 3:
