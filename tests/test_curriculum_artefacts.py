@@ -312,3 +312,41 @@ def test_keep_backbones_drops_final_pt_only(tmp_path: Path) -> None:
         (tmp_path / name).unlink()  # every copy of the last stage's weights
     with pytest.raises(ValueError, match=r"stage 1 \(rot24\) .* no file holds its weights"):
         Curriculum(stages, tmp_path, seed=3, keep="final").fit(Backbone("resnet18"))
+
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+def test_kill_during_pruning_never_makes_a_finished_stage_train_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deleted: bool
+) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    folder = tmp_path / "stage00-rot"
+    unlink = Path.unlink
+
+    def killed_at_final(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.name == "final.pt":
+            if deleted:
+                unlink(self, *args, **kwargs)
+            raise Killed
+        unlink(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:  # dies just before or just after deleting final.pt
+        patch.setattr(Path, "unlink", killed_at_final)
+        with pytest.raises(Killed):
+            Curriculum(stages, tmp_path, seed=3, keep="backbones").fit(Backbone("resnet18", seed=0))
+    assert (folder / "final.pt").exists() is not deleted
+    entry = _manifest(tmp_path)["stages"][0]
+    assert entry["status"] == "done" and entry["pruned"] == ["final.pt"]  # recorded first
+    bb = Backbone("resnet18", seed=5)
+    results = list(Curriculum(stages, tmp_path, seed=3, keep="backbones").iter_stages(bb))
+    assert [r.skipped for r in results] == [True, False]  # stage 0 is not trained again
+    assert _weights_files(tmp_path) == [
+        "backbone.safetensors",
+        "stage00-rot/backbone.safetensors",
+        "stage01-rot24/backbone.safetensors",
+    ]
+    entry = _manifest(tmp_path)["stages"][0]
+    assert entry["pruned"] == ["final.pt"] and "final.pt" not in entry["files"]
+    ref = Backbone("resnet18", seed=0)
+    Curriculum(stages, tmp_path / "ref", seed=3).fit(ref)
+    assert _same(_state(bb), _state(ref))
