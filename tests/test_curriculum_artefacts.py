@@ -350,3 +350,23 @@ def test_kill_during_pruning_never_makes_a_finished_stage_train_again(
     ref = Backbone("resnet18", seed=0)
     Curriculum(stages, tmp_path / "ref", seed=3).fit(ref)
     assert _same(_state(bb), _state(ref))
+
+
+def test_swapped_stage_backbone_file_is_rebuilt_from_final_pt_before_pruning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    Curriculum(stages, tmp_path / "a", seed=3).fit(Backbone("resnet18", seed=0))
+    Curriculum(stages, tmp_path / "b", seed=3).fit(Backbone("resnet18", seed=1))
+    folder = tmp_path / "a" / "stage00-rot"
+    recorded = _manifest(tmp_path / "a")["stages"][0]["files"]["backbone.safetensors"]
+    final = load_checkpoint(folder / "final.pt")["backbone"]
+    for name in ("backbone.safetensors", "backbone.json"):  # another run's matching pair
+        (folder / name).write_bytes((tmp_path / "b" / "stage00-rot" / name).read_bytes())
+    Curriculum(stages, tmp_path / "a", seed=3, keep="backbones").fit(Backbone("resnet18", seed=0))
+    assert "changed or out of date; writing it again" in caplog.text
+    assert not (folder / "final.pt").exists()  # pruned: the backbone file is the only copy
+    assert _same(_state(Backbone.from_file(folder / "backbone.safetensors")), final)
+    entry = _manifest(tmp_path / "a")["stages"][0]
+    rebuilt = sha256_file(folder / "backbone.safetensors")
+    assert entry["files"]["backbone.safetensors"] == rebuilt != recorded  # with a warning

@@ -139,8 +139,8 @@ def settle_finished_stage(
 ) -> None:
     """Make a stage whose verified ``final.pt`` exists complete on disk and in the manifest.
 
-    Rebuilds missing or damaged backbone files from the final weights (already loaded
-    into ``backbone``), records every file's sha256, marks the stage done and removes its
+    Rebuilds missing or damaged backbone files, and ones holding other weights, from the
+    final weights (already loaded into ``backbone``), records every file's sha256, marks the stage done and removes its
     ``last.pt``: what a run killed between writing ``final.pt`` and finishing left undone.
     """
     entry = manifest.data["stages"][index]
@@ -149,7 +149,9 @@ def settle_finished_stage(
         recipe = manifest.recipe(index, run_info)
         path = folder / BACKBONE_FILE
         files.update(
-            ensure_backbone_file(backbone, path, curriculum_stage=entry["name"], recipe=recipe)
+            ensure_backbone_file(
+                backbone, path, check_weights=True, curriculum_stage=entry["name"], recipe=recipe
+            )
         )
     recorded = entry.get("files", {})
     unfinished = entry.get("status") != "done" or (folder / "last.pt").exists()
