@@ -370,3 +370,27 @@ def test_swapped_stage_backbone_file_is_rebuilt_from_final_pt_before_pruning(
     entry = _manifest(tmp_path / "a")["stages"][0]
     rebuilt = sha256_file(folder / "backbone.safetensors")
     assert entry["files"]["backbone.safetensors"] == rebuilt != recorded  # with a warning
+
+
+@pytest.mark.parametrize(
+    ("keep", "swapped"), [("backbones", "stage01-rot24"), ("final", ".")]
+)  # fmt: skip
+def test_pruned_stage_refuses_a_backbone_file_the_manifest_does_not_record(
+    tmp_path: Path, keep: str, swapped: str
+) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    Curriculum(stages, run_a, seed=3, keep=keep).fit(Backbone("resnet18", seed=0))  # type: ignore[arg-type]
+    Curriculum(stages, run_b, seed=3, keep=keep).fit(Backbone("resnet18", seed=1))  # type: ignore[arg-type]
+    good = _state(Backbone.from_file(run_a / "backbone.safetensors"))
+    record = _manifest(run_a)["backbone"]
+    file = run_a / swapped / "backbone.safetensors"
+    for name in ("backbone.safetensors", "backbone.json"):  # another run's matching pair
+        (file.parent / name).write_bytes((run_b / swapped / name).read_bytes())
+    Backbone.from_file(file)  # it matches its own sidecar
+    message = rf"{file} has sha256 .* but {run_a / 'manifest.json'} records"
+    with pytest.raises(ArtefactIntegrityError, match=message):
+        Curriculum(stages, run_a, seed=3, keep=keep).fit(Backbone("resnet18", seed=7))  # type: ignore[arg-type]
+    assert _manifest(run_a)["backbone"] == record  # the record is kept
+    if swapped != ".":
+        assert _same(_state(Backbone.from_file(run_a / "backbone.safetensors")), good)
