@@ -78,7 +78,6 @@ def test_artefacts_get_the_usual_file_mode_not_mkstemps_0600(tmp_path: Path) -> 
     assert written.path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-
 @pytest.mark.parametrize("proc", [True, False])
 def test_artefacts_follow_a_umask_set_after_import(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proc: bool
@@ -93,6 +92,7 @@ def test_artefacts_follow_a_umask_set_after_import(
         finally:
             os.umask(before)
         assert written.path.stat().st_mode & 0o777 == 0o666 & ~umask
+
 
 def test_content_digest_survives_save_and_load_and_sees_every_value(tmp_path: Path) -> None:
     state = {

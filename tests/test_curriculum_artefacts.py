@@ -314,7 +314,6 @@ def test_keep_backbones_drops_final_pt_only(tmp_path: Path) -> None:
         Curriculum(stages, tmp_path, seed=3, keep="final").fit(Backbone("resnet18"))
 
 
-
 @pytest.mark.parametrize("deleted", [False, True])
 def test_kill_during_pruning_never_makes_a_finished_stage_train_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deleted: bool

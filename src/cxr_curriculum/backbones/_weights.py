@@ -153,9 +153,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
     A torch file may hold the state dict itself or a small dict with it under
     ``"state_dict"`` or ``"model"``. A safetensors file is recognised by its contents,
-    whatever its name (``Backbone.save`` takes any). Recorded digests are verified: a ``.safetensors``
-    file against its sidecar and header (see :meth:`Backbone.save`), a torch file against
-    the sha256 of its contents when it carries one (the Curriculum's checkpoints do).
+    whatever its name (``Backbone.save`` takes any). Recorded digests are verified: a
+    safetensors file against its sidecar and header (see :meth:`Backbone.save`), a torch
+    file against the sha256 of its contents when it carries one (the Curriculum's
+    checkpoints do).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.

@@ -140,8 +140,9 @@ def settle_finished_stage(
     """Make a stage whose verified ``final.pt`` exists complete on disk and in the manifest.
 
     Rebuilds missing or damaged backbone files, and ones holding other weights, from the
-    final weights (already loaded into ``backbone``), records every file's sha256, marks the stage done and removes its
-    ``last.pt``: what a run killed between writing ``final.pt`` and finishing left undone.
+    final weights (already loaded into ``backbone``), records every file's sha256, marks
+    the stage done and removes its ``last.pt``: what a run killed between writing
+    ``final.pt`` and finishing left undone.
     """
     entry = manifest.data["stages"][index]
     files = {"final.pt": sha256_file(folder / "final.pt")}
