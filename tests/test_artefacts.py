@@ -78,6 +78,22 @@ def test_artefacts_get_the_usual_file_mode_not_mkstemps_0600(tmp_path: Path) -> 
     assert written.path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+@pytest.mark.parametrize("proc", [True, False])
+def test_artefacts_follow_a_umask_set_after_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proc: bool
+) -> None:
+    if not proc:  # where /proc does not show the umask, it is read by setting it back
+        monkeypatch.setattr(_artefacts, "_PROC_STATUS", str(tmp_path / "no-proc"))
+    for umask in (0o077, 0o002):
+        before = os.umask(umask)
+        try:
+            written = atomic_write_bytes(tmp_path / f"{umask:o}.json", b"{}")
+            assert os.umask(umask) == umask  # left as it was
+        finally:
+            os.umask(before)
+        assert written.path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_content_digest_survives_save_and_load_and_sees_every_value(tmp_path: Path) -> None:
     state = {
         "w": torch.randn(3, 4).t(),  # non-contiguous

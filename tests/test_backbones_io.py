@@ -248,3 +248,28 @@ def test_from_file_says_what_is_wrong_with_a_file_it_cannot_read(
     assert read_sidecar(renamed)["name"] == "resnet18"  # told apart by content, not name
     with pytest.raises(FileNotFoundError, match="backbone file not found"):
         Backbone.from_file(tmp_path / "missing.safetensors")
+
+
+def test_a_wrong_format_in_the_header_of_a_lone_file_names_the_header(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    lone = tmp_path / "lone.safetensors"
+    header = {"cxr_curriculum": json.dumps({"format": "other/9"})}
+    save_file({"x": torch.zeros(2)}, str(lone), metadata={"format": "pt", **header})
+    with pytest.raises(ValueError, match="format 'other/9' is not") as info:
+        read_sidecar(lone)
+    assert str(info.value).startswith(f"the 'cxr_curriculum' header of {lone}: ")
+    assert "lone.json" not in str(info.value)  # there is no sidecar to look at
+
+
+@pytest.mark.parametrize("name", ["model.weights", "model.pt", "model"])
+def test_what_save_writes_under_any_name_loads_back(
+    saved: tuple[Backbone, Path], tmp_path: Path, name: str
+) -> None:
+    bb, _ = saved
+    path = bb.save(tmp_path / name)
+    for loaded in (Backbone.from_file(path), Backbone("resnet18", weights=path)):
+        state = loaded.state_dict()
+        assert all(torch.equal(v, state[k]) for k, v in bb.state_dict().items())

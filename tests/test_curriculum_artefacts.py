@@ -312,3 +312,84 @@ def test_keep_backbones_drops_final_pt_only(tmp_path: Path) -> None:
         (tmp_path / name).unlink()  # every copy of the last stage's weights
     with pytest.raises(ValueError, match=r"stage 1 \(rot24\) .* no file holds its weights"):
         Curriculum(stages, tmp_path, seed=3, keep="final").fit(Backbone("resnet18"))
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+def test_kill_during_pruning_never_makes_a_finished_stage_train_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deleted: bool
+) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    folder = tmp_path / "stage00-rot"
+    unlink = Path.unlink
+
+    def killed_at_final(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.name == "final.pt":
+            if deleted:
+                unlink(self, *args, **kwargs)
+            raise Killed
+        unlink(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:  # dies just before or just after deleting final.pt
+        patch.setattr(Path, "unlink", killed_at_final)
+        with pytest.raises(Killed):
+            Curriculum(stages, tmp_path, seed=3, keep="backbones").fit(Backbone("resnet18", seed=0))
+    assert (folder / "final.pt").exists() is not deleted
+    entry = _manifest(tmp_path)["stages"][0]
+    assert entry["status"] == "done" and entry["pruned"] == ["final.pt"]  # recorded first
+    bb = Backbone("resnet18", seed=5)
+    results = list(Curriculum(stages, tmp_path, seed=3, keep="backbones").iter_stages(bb))
+    assert [r.skipped for r in results] == [True, False]  # stage 0 is not trained again
+    assert _weights_files(tmp_path) == [
+        "backbone.safetensors",
+        "stage00-rot/backbone.safetensors",
+        "stage01-rot24/backbone.safetensors",
+    ]
+    entry = _manifest(tmp_path)["stages"][0]
+    assert entry["pruned"] == ["final.pt"] and "final.pt" not in entry["files"]
+    ref = Backbone("resnet18", seed=0)
+    Curriculum(stages, tmp_path / "ref", seed=3).fit(ref)
+    assert _same(_state(bb), _state(ref))
+
+
+def test_swapped_stage_backbone_file_is_rebuilt_from_final_pt_before_pruning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    Curriculum(stages, tmp_path / "a", seed=3).fit(Backbone("resnet18", seed=0))
+    Curriculum(stages, tmp_path / "b", seed=3).fit(Backbone("resnet18", seed=1))
+    folder = tmp_path / "a" / "stage00-rot"
+    recorded = _manifest(tmp_path / "a")["stages"][0]["files"]["backbone.safetensors"]
+    final = load_checkpoint(folder / "final.pt")["backbone"]
+    for name in ("backbone.safetensors", "backbone.json"):  # another run's matching pair
+        (folder / name).write_bytes((tmp_path / "b" / "stage00-rot" / name).read_bytes())
+    Curriculum(stages, tmp_path / "a", seed=3, keep="backbones").fit(Backbone("resnet18", seed=0))
+    assert "changed or out of date; writing it again" in caplog.text
+    assert not (folder / "final.pt").exists()  # pruned: the backbone file is the only copy
+    assert _same(_state(Backbone.from_file(folder / "backbone.safetensors")), final)
+    entry = _manifest(tmp_path / "a")["stages"][0]
+    rebuilt = sha256_file(folder / "backbone.safetensors")
+    assert entry["files"]["backbone.safetensors"] == rebuilt != recorded  # with a warning
+
+
+@pytest.mark.parametrize(
+    ("keep", "swapped"), [("backbones", "stage01-rot24"), ("final", ".")]
+)  # fmt: skip
+def test_pruned_stage_refuses_a_backbone_file_the_manifest_does_not_record(
+    tmp_path: Path, keep: str, swapped: str
+) -> None:
+    stages = engine_stages(NoiseImages(16), steps=1)
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    Curriculum(stages, run_a, seed=3, keep=keep).fit(Backbone("resnet18", seed=0))  # type: ignore[arg-type]
+    Curriculum(stages, run_b, seed=3, keep=keep).fit(Backbone("resnet18", seed=1))  # type: ignore[arg-type]
+    good = _state(Backbone.from_file(run_a / "backbone.safetensors"))
+    record = _manifest(run_a)["backbone"]
+    file = run_a / swapped / "backbone.safetensors"
+    for name in ("backbone.safetensors", "backbone.json"):  # another run's matching pair
+        (file.parent / name).write_bytes((run_b / swapped / name).read_bytes())
+    Backbone.from_file(file)  # it matches its own sidecar
+    message = rf"{file} has sha256 .* but {run_a / 'manifest.json'} records"
+    with pytest.raises(ArtefactIntegrityError, match=message):
+        Curriculum(stages, run_a, seed=3, keep=keep).fit(Backbone("resnet18", seed=7))  # type: ignore[arg-type]
+    assert _manifest(run_a)["backbone"] == record  # the record is kept
+    if swapped != ".":
+        assert _same(_state(Backbone.from_file(run_a / "backbone.safetensors")), good)

@@ -28,6 +28,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -52,24 +53,35 @@ __all__ = [
 ]
 
 
+_UMASK_LOCK = threading.Lock()
+#: Where Linux shows a process's umask.
+_PROC_STATUS = "/proc/self/status"
+
+
 def _umask() -> int:
-    """The process's umask, read without changing it (Linux), else the usual 0o022."""
+    """The process's umask now: read without changing it where ``/proc`` shows it (Linux),
+    else by setting a strict one for an instant and restoring it, under a lock."""
     with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(_PROC_STATUS).read_text().splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
-    return 0o022
+    with _UMASK_LOCK:  # a file another thread makes meanwhile gets 0o077, never looser
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
-#: Mode of every artefact: what ``open(path, "w")`` would give (0o666 less the umask).
-_FILE_MODE = 0o666 & ~_umask()
+def _file_mode() -> int:
+    """Mode of every artefact: what ``open(path, "w")`` would give now (0o666 less the
+    umask, read at each write, so a umask set after import is respected)."""
+    return 0o666 & ~_umask()
 
 
 def _share(fd: int) -> None:
     """Give a new temporary file the usual mode instead of mkstemp's 0600, so that results
     in a folder shared by a group (a study's workers) stay readable. Regular files only."""
     if hasattr(os, "fchmod") and stat.S_ISREG(os.fstat(fd).st_mode):
-        os.fchmod(fd, _FILE_MODE)
+        os.fchmod(fd, _file_mode())
 
 
 #: Prefix of temporary files; a rerun removes the ones a killed process left.

@@ -156,6 +156,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     sidecar = sidecar_path(path)
     how = f"load it with Backbone(name, weights={str(path)!r}) and the architecture's name"
+    where = str(sidecar)
     if sidecar.is_file():
         info = _read_sidecar_file(sidecar)
     elif not path.exists():
@@ -175,10 +176,11 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
                 f"'{_HEADER_KEY}' header Backbone.save writes, so its architecture is unknown; "
                 f"{how}"
             )
-        info = _json(header, f"the '{_HEADER_KEY}' header of {path}")
+        where = f"the '{_HEADER_KEY}' header of {path}"
+        info = _json(header, where)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         found = info.get("format") if isinstance(info, dict) else None
-        raise ValueError(f"{sidecar}: format {found!r} is not {FORMAT!r}")
+        raise ValueError(f"{where}: format {found!r} is not {FORMAT!r}")
     return dict(info)
 
 

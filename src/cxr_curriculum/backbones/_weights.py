@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .._artefacts import ArtefactIntegrityError, verify_content
-from ._io import read_safetensors
+from ._io import _is_safetensors, read_safetensors
 from ._timm import timm_imagenet_state_dict
 from ._torchvision import imagenet_weights_enum
 
@@ -152,9 +152,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """Read a state dict from a ``.safetensors`` file or a torch file (``weights_only=True``).
 
     A torch file may hold the state dict itself or a small dict with it under
-    ``"state_dict"`` or ``"model"``. Recorded digests are verified: a ``.safetensors``
-    file against its sidecar and header (see :meth:`Backbone.save`), a torch file against
-    the sha256 of its contents when it carries one (the Curriculum's checkpoints do).
+    ``"state_dict"`` or ``"model"``. A safetensors file is recognised by its contents,
+    whatever its name (``Backbone.save`` takes any). Recorded digests are verified: a
+    safetensors file against its sidecar and header (see :meth:`Backbone.save`), a torch
+    file against the sha256 of its contents when it carries one (the Curriculum's
+    checkpoints do).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -164,7 +166,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {file}")
-    if file.suffix == ".safetensors":
+    if file.suffix == ".safetensors" or _is_safetensors(file):  # Backbone.save takes any name
         return read_safetensors(file)
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)

@@ -273,8 +273,10 @@ class Curriculum:
     ) -> StageResult:
         t0 = time.perf_counter()
         final = folder / "final.pt" if folder is not None else None
-        if manifest is not None and folder is not None and run.dist.is_main:
-            manifest.forget_missing(index, folder)  # deleted as an error advised: trained again
+        if manifest is not None and folder is not None:
+            manifest.redo_prunes(index, folder)  # every process, before it looks for final.pt
+            if run.dist.is_main:
+                manifest.forget_missing(index, folder)  # deleted as advised: trained again
         if manifest is not None and final is not None and folder is not None and final.exists():
             manifest.verify(index, final, _FINAL_REMEDY)  # the whole file, zip metadata too
             state = manifest.check(load_checkpoint(final, remedy=_FINAL_REMEDY), index)

@@ -217,14 +217,30 @@ class RunManifest:
 
     def prune(self, index: int, path: Path) -> None:
         """Delete a file of a finished stage on purpose (``Curriculum(keep=...)``); the
-        manifest forgets its digest and lists it under ``pruned``."""
+        manifest forgets its digest and lists it under ``pruned``.
+
+        The manifest is written before the file is deleted: a run killed in between leaves
+        a file recorded as pruned, which the rerun deletes (:meth:`redo_prunes`), never a
+        finished stage whose recorded file is gone (it would be trained again).
+        """
         entry = self.data["stages"][index]
         pruned = entry.setdefault("pruned", [])
         if path.name not in pruned:
             pruned.append(path.name)
+        self.record(index, **{path.name: None})
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        self.record(index, **{path.name: None})
+
+    def redo_prunes(self, index: int, folder: Path) -> None:
+        """Delete the files of a finished stage that the manifest lists as pruned but that
+        still exist (a run killed between recording a prune and deleting the file)."""
+        entry = self.data["stages"][index]
+        if entry.get("status") != "done":
+            return
+        for name in entry.get("pruned", []):
+            if (folder / name).exists():
+                logger.info("%s: deleting what an interrupted run pruned", folder / name)
+                self.prune(index, folder / name)
 
     def is_pruned(self, index: int) -> bool:
         """Whether stage ``index`` is done and its ``final.pt`` was removed on purpose."""

@@ -15,8 +15,8 @@ deletes a stage's ``final.pt`` once the stage is done and its backbone file is w
 (the same weights, verified by its sidecar); ``keep="final"`` also deletes the stages'
 backbone files once the run's ``backbone.safetensors`` is written, so a finished run
 keeps one weights file. The manifest records what was removed (``pruned``), so a rerun
-skips those stages, loading their weights from whatever file still holds them
-(:func:`load_pruned_stage`), instead of training them again.
+skips those stages, loading their weights from whatever file still holds them and
+matches the manifest's record (:func:`load_pruned_stage`), instead of training them again.
 """
 
 from __future__ import annotations
@@ -139,9 +139,10 @@ def settle_finished_stage(
 ) -> None:
     """Make a stage whose verified ``final.pt`` exists complete on disk and in the manifest.
 
-    Rebuilds missing or damaged backbone files from the final weights (already loaded
-    into ``backbone``), records every file's sha256, marks the stage done and removes its
-    ``last.pt``: what a run killed between writing ``final.pt`` and finishing left undone.
+    Rebuilds missing or damaged backbone files, and ones holding other weights, from the
+    final weights (already loaded into ``backbone``), records every file's sha256, marks
+    the stage done and removes its ``last.pt``: what a run killed between writing
+    ``final.pt`` and finishing left undone.
     """
     entry = manifest.data["stages"][index]
     files = {"final.pt": sha256_file(folder / "final.pt")}
@@ -149,7 +150,9 @@ def settle_finished_stage(
         recipe = manifest.recipe(index, run_info)
         path = folder / BACKBONE_FILE
         files.update(
-            ensure_backbone_file(backbone, path, curriculum_stage=entry["name"], recipe=recipe)
+            ensure_backbone_file(
+                backbone, path, check_weights=True, curriculum_stage=entry["name"], recipe=recipe
+            )
         )
     recorded = entry.get("files", {})
     unfinished = entry.get("status") != "done" or (folder / "last.pt").exists()
@@ -218,24 +221,40 @@ def load_pruned_stage(
     """Load a pruned stage's weights into ``backbone`` from a file that still holds them.
 
     Looks at the stage's ``backbone.safetensors``, then at the run's, if its recipe ends
-    with this stage (same settings hash). Both are verified against their sidecars.
+    with this stage (same settings hash). Both are verified against their sidecars and
+    against the sha256 the manifest records for them.
 
     Returns:
         ``True`` if the weights were loaded; ``False`` if no file holds them any more
         (fine when a later stage is done too: its weights replace them).
+
+    Raises:
+        ArtefactIntegrityError: the file is damaged, or it is not the file the manifest
+            records (e.g. another run's file with its sidecar).
     """
     entry = manifest.data["stages"][index]
     stage_file = folder / BACKBONE_FILE
-    candidates = [stage_file] if stage_file.exists() else []
+    candidates = []
+    if stage_file.exists():
+        candidates.append((stage_file, entry.get("files", {}).get(BACKBONE_FILE)))
     if run_file.exists():
         try:
             last = read_sidecar(run_file)["meta"]["recipe"]["stages"][-1]
         except (KeyError, IndexError, TypeError, ValueError, FileNotFoundError):
             last = {}
         if last.get("index") == index and last.get("config_hash") == entry["config_hash"]:
-            candidates.append(run_file)
-    for path in candidates:
-        verify_backbone_file(path)  # ArtefactIntegrityError names a damaged file
+            run_record = manifest.data.get("backbone") or {}
+            recorded = run_record.get("sha256") if run_record.get("file") == run_file.name else None
+            candidates.append((run_file, recorded))
+    for path, recorded in candidates:
+        info = verify_backbone_file(path)  # ArtefactIntegrityError names a damaged file
+        if recorded is not None and info["sha256"] != recorded:
+            raise ArtefactIntegrityError(
+                f"{path} has sha256 {info['sha256']}, but {manifest.root / 'manifest.json'} "
+                f"records {recorded}: the file was replaced or changed after the run wrote it "
+                "(the record is kept); put the run's own file back, or rerun with "
+                "resume='never' or another checkpoint_dir"
+            )
         backbone.load_state_dict(load_weights(path))
         return True
     return False
