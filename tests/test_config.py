@@ -94,6 +94,16 @@ lr = 0.05
         (("seed = 3", "seed = 3\nsed = 4"), r"sed: unknown key; did you mean 'seed'\?"),
         (('source = "sample"', 'source = "smaple"'), r"data\.source: expected one of"),
         (("batch_size = 8", "batch_size = 8.5"), r"defaults\.batch_size: expected an integer"),
+        # every Stage setting and method hyper-parameter is offered, not only those set
+        (
+            ("batch_size = 8", "bach_size = 8"),
+            r"defaults\.bach_size: unknown key; did you mean 'batch_size'\?",
+        ),
+        (("lr = 0.05", "lrr = 0.05"), r"stages\[1\]\.lrr: unknown key; did you mean 'lr'\?"),
+        (
+            ("temperature = 0.2", "temprature = 0.2"),
+            r"stages\[1\]\.method\.temprature: unknown key; did you mean 'temperature'\?",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
@@ -149,6 +159,12 @@ def test_study_config_builds_the_study(
     bad = text.replace("steps = 2 }", 'steps = 2, lr = "x" }')
     with pytest.raises(ConfigError, match=r"arms\[1\]\.stages\[0\]\.lr: expected a number"):
         load_study(_write(tmp_path, bad))
+    typo = text.replace("steps = 2 }", "steps = 2, lrr = 0.1 }")
+    with pytest.raises(ConfigError, match=r"arms\[1\]\.stages\[0\]\.lrr: .*did you mean 'lr'\?"):
+        load_study(_write(tmp_path, typo))
+    unknown = text.replace("steps = 2 }", "steps = 2, zzz = 1 }")
+    with pytest.raises(ConfigError, match=r"allowed: \[.*'lr'.*'optimizer'.*'weight_decay'"):
+        load_study(_write(tmp_path, unknown))
     unequal = text.replace(
         'name = "scratch"', 'name = "rot"\nstages = [{ method = "rotation", steps = 1 }]'
     )

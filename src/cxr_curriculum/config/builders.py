@@ -20,9 +20,14 @@ from cxr_curriculum.config.keys import ConfigError, Table, check_type
 from cxr_curriculum.curriculum import Stage
 from cxr_curriculum.methods import METHODS
 
-__all__ = ["DATA_SOURCES", "build_data", "build_method", "stage_options"]
+__all__ = ["DATA_SOURCES", "STAGE_SETTINGS", "build_data", "build_method", "stage_options"]
 
-_NOT_OPTIONS = {"method", "data", "steps", "epochs", "name", "monitor"}
+# read by the stage table itself (method, steps, epochs, name), or not expressible in a
+# file (data, and the monitor and divergence objects)
+_NOT_OPTIONS = {"method", "data", "steps", "epochs", "name", "monitor", "divergence"}
+
+#: :class:`~cxr_curriculum.Stage` settings a config file may set in ``[defaults]`` or a stage.
+STAGE_SETTINGS = tuple(f.name for f in dataclasses.fields(Stage) if f.name not in _NOT_OPTIONS)
 
 
 def _kinds_of(annotation: Any, default: Any) -> list[str]:
@@ -66,7 +71,7 @@ def build_method(value: Any, path: str) -> nn.Module:
         if key in table:
             kinds = _kinds_of(param.annotation, param.default)
             kwargs[key] = _checked(table.key(key), table.get(key, kinds), kinds)
-    table.finish()
+    table.finish(allowed=params)  # an unknown key is told every hyper-parameter
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -74,14 +79,22 @@ def build_method(value: Any, path: str) -> nn.Module:
 
 
 def stage_options(table: Table) -> dict[str, Any]:
-    """:class:`~cxr_curriculum.Stage` settings present in ``table`` (``lr``, ``optimizer``...)."""
+    """:class:`~cxr_curriculum.Stage` settings present in ``table`` (``lr``, ``optimizer``...).
+
+    Every name of :data:`STAGE_SETTINGS` counts as read, so a later ``table.finish()``
+    suggests the closest of them for a misspelt key and lists them all.
+    """
     out = {}
-    for field in dataclasses.fields(Stage):
-        if field.name in _NOT_OPTIONS or field.name not in table:
-            continue
-        kinds = _kinds_of(field.type, field.default)
-        if field.name == "optimizer":
-            out[field.name] = table.get(field.name, "str", choices=("sgd", "adamw", "lars"))
+    fields = {f.name: f for f in dataclasses.fields(Stage)}
+    for name in STAGE_SETTINGS:
+        present = name in table
+        if name == "optimizer":
+            value = table.get(name, "str", choices=("sgd", "adamw", "lars"))
         else:
-            out[field.name] = _checked(table.key(field.name), table.get(field.name, kinds), kinds)
+            kinds = _kinds_of(fields[name].type, fields[name].default)
+            value = table.get(name, kinds)
+            if present:
+                value = _checked(table.key(name), value, kinds)
+        if present:
+            out[name] = value
     return out
