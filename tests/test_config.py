@@ -127,6 +127,15 @@ def test_invalid_toml_and_cli_exit_status(
     assert "valid (2 stages)" in capsys.readouterr().out
 
 
+def test_curriculum_resume_choices(tmp_path: Path) -> None:
+    text = RUN.format(out=tmp_path / "out")
+    for resume in ("auto", "must", "never", "continue"):  # what Curriculum accepts
+        path = _write(tmp_path, f'{text}[curriculum]\nresume = "{resume}"\n')
+        assert load_run(path).curriculum.resume == resume
+    with pytest.raises(ConfigError, match=r"curriculum\.resume: expected one of .*'continue'"):
+        load_run(_write(tmp_path, f'{text}[curriculum]\nresume = "again"\n'))
+
+
 def test_pretrain_from_file_equals_python_api(tmp_path: Path) -> None:
     path = _write(tmp_path, RUN.format(out=tmp_path / "from_file"))
     assert main(["pretrain", str(path)]) == 0

@@ -91,7 +91,7 @@ def _curriculum_options(table: Table) -> dict[str, Any]:
         "checkpoint_every": table.get("checkpoint_every", "int", 200),
         "log_every": table.get("log_every", "int", 10),
         "deterministic": table.get("deterministic", "bool", False),
-        "resume": table.get("resume", "str", "auto", choices=("auto", "must", "never")),
+        "resume": table.get("resume", "str", "auto", choices=("auto", "must", "never", "continue")),
         "device": table.get("device", "str"),
     }
     amp = table.get("amp", ["bool", "str"])
