@@ -136,6 +136,23 @@ def test_curriculum_resume_choices(tmp_path: Path) -> None:
         load_run(_write(tmp_path, f'{text}[curriculum]\nresume = "again"\n'))
 
 
+def test_resume_errors_are_one_line_with_exit_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = RUN.format(out=tmp_path / "out").split("[[stages]]\nmethod = {")[0]  # one stage
+    must = _write(tmp_path, f'{text}[curriculum]\nresume = "must"\n')
+    assert main(["pretrain", str(must)]) == 2  # nothing to resume: no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: resume='must' but") and err.count("\n") == 1
+    assert main(["pretrain", str(_write(tmp_path, text))]) == 0
+    capsys.readouterr()
+    changed = _write(tmp_path, text.replace("steps = 1", "steps = 2"))
+    assert main(["pretrain", str(changed)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stage 0 (rotation)") and "was run with other settings" in err
+    assert err.count("\n") == 1
+
+
 def test_pretrain_from_file_equals_python_api(tmp_path: Path) -> None:
     path = _write(tmp_path, RUN.format(out=tmp_path / "from_file"))
     assert main(["pretrain", str(path)]) == 0
