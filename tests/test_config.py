@@ -100,6 +100,7 @@ lr = 0.05
             r"defaults\.bach_size: unknown key; did you mean 'batch_size'\?",
         ),
         (("lr = 0.05", "lrr = 0.05"), r"stages\[1\]\.lrr: unknown key; did you mean 'lr'\?"),
+        (("seed = 3", "seed = 3\nthreads = 0"), r"threads: expected an integer >= 1, got 0"),
         (
             ("temperature = 0.2", "temprature = 0.2"),
             r"stages\[1\]\.method\.temprature: unknown key; did you mean 'temperature'\?",

@@ -211,6 +211,20 @@ def test_config_errors_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert all(repr(m) in str(method_error.value) for m in METHODS)
 
 
+def test_study_settings_that_would_fail_at_run_time_fail_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arms = f'[data]\nsource = "sample"\n[[arms]]\nname = "scratch"\n{SIMCLR_ARM}{SAMPLE_TASK}'
+    for top, message in [
+        ("threads = 0", "threads: expected an integer >= 1, got 0"),
+        ("threads = -2", "threads: expected an integer >= 1, got -2"),
+        ("workers = -1", "workers: expected an integer >= 0, got -1"),
+    ]:
+        path = _toml(tmp_path, f"{top}\n{arms}")  # top-level keys come first
+        assert main(["study", str(path), "--check"]) == 2
+        assert f"error: {path}: {message}\n" == capsys.readouterr().err
+
+
 @pytest.mark.realdata
 def test_per_finding_table_of_a_multilabel_task(data_root: Path, tmp_path: Path) -> None:
     from cxr_curriculum.study import NIHFindingsTask

@@ -114,7 +114,7 @@ def load_run(path: str | os.PathLike[str]) -> PretrainRun:
         output = top.get("output", "str", required=True)
         seed = top.get("seed", "int", 0)
         arch = top.get("arch", "str", "resnet18")
-        threads = top.get("threads", "int")
+        threads = top.at_least("threads", 1)  # torch.set_num_threads refuses 0 and below
         data = build_data(top.table("data", required=True))
         default_table = top.table("defaults")
         defaults = stage_options(default_table)

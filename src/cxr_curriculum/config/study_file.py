@@ -191,9 +191,9 @@ def study_from_table(top: Table) -> Study:
         check_backbone(arch, image_size)
     except ValueError as err:
         raise ConfigError(f"{top.key('arch')}: {err}") from err
-    threads = top.get("threads", "int")
+    threads = top.at_least("threads", 1)  # torch.set_num_threads refuses 0 and below
     device = top.get("device", "str")
-    workers = top.get("workers", "int", 0)
+    workers = top.at_least("workers", 0, 0) or 0
     arms = [_arm(t) for t in top.tables("arms", required=True)]
     tasks = [_task(t) for t in top.tables("tasks", required=True)]
     data, exclude = None, True
