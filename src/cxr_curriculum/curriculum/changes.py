@@ -26,6 +26,7 @@ class ResumeError(ValueError):
     out (``resume="continue"``, ``resume="never"`` or another ``checkpoint_dir``).
     """
 
+
 #: Stage settings that ``resume="continue"`` lets change for a stage that has not finished.
 OPTIMISER_FIELDS = (
     "optimizer",
@@ -97,4 +98,6 @@ def accept_change(root: Path, old: dict[str, Any], new: dict[str, Any], resume: 
         )
     else:
         hint = f"Only {', '.join(OPTIMISER_FIELDS)} may change (with resume='continue')."
-    raise ResumeError(f"{prefix}{hint} Use another checkpoint_dir, or resume='never' to start over.")
+    raise ResumeError(
+        f"{prefix}{hint} Use another checkpoint_dir, or resume='never' to start over."
+    )
