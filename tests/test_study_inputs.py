@@ -223,6 +223,18 @@ def test_study_settings_that_would_fail_at_run_time_fail_check(
         path = _toml(tmp_path, f"{top}\n{arms}")  # top-level keys come first
         assert main(["study", str(path), "--check"]) == 2
         assert f"error: {path}: {message}\n" == capsys.readouterr().err
+    # a Stage is built only when its arm trains: its settings are checked when read
+    for setting, message in [
+        ("lr = -0.1", "lr must be a finite number >= 0 or None; got -0.1"),
+        ('name = "a/b"', "name must be a non-empty string without"),
+        ("num_workers = -1", "num_workers must be >= 0; got -1"),
+        ('divergence = "x"', "divergence: unknown key"),  # a file cannot give a rule
+    ]:
+        arm = SIMCLR_ARM.replace("steps = 1 }", f"steps = 1, {setting} }}")
+        path = _toml(tmp_path, f'[data]\nsource = "sample"\n{arm}{SAMPLE_TASK}')
+        assert main(["study", str(path), "--check"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: arms[0].stages[0]") and message in err
 
 
 @pytest.mark.realdata

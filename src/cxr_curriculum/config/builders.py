@@ -13,14 +13,24 @@ import dataclasses
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from cxr_curriculum.config.data_sources import DATA_SOURCES, build_data
 from cxr_curriculum.config.keys import ConfigError, Table, check_type
 from cxr_curriculum.curriculum import Stage
 from cxr_curriculum.methods import METHODS
 
-__all__ = ["DATA_SOURCES", "STAGE_SETTINGS", "build_data", "build_method", "stage_options"]
+__all__ = [
+    "DATA_SOURCES",
+    "STAGE_SETTINGS",
+    "build_data",
+    "build_method",
+    "check_stage",
+    "check_stage_defaults",
+    "stage_options",
+]
 
 # read by the stage table itself (method, steps, epochs, name), or not expressible in a
 # file (data, and the monitor and divergence objects)
@@ -28,6 +38,10 @@ _NOT_OPTIONS = {"method", "data", "steps", "epochs", "name", "monitor", "diverge
 
 #: :class:`~cxr_curriculum.Stage` settings a config file may set in ``[defaults]`` or a stage.
 STAGE_SETTINGS = tuple(f.name for f in dataclasses.fields(Stage) if f.name not in _NOT_OPTIONS)
+
+
+#: One image: enough for a Stage to check its settings without reading the real data.
+_PROBE_DATA = TensorDataset(torch.zeros(1, 1, 8, 8))
 
 
 def _kinds_of(annotation: Any, default: Any) -> list[str]:
@@ -98,3 +112,29 @@ def stage_options(table: Table) -> dict[str, Any]:
         if present:
             out[name] = value
     return out
+
+
+def check_stage(
+    path: str, method: nn.Module, steps: int, name: str | None, options: dict[str, Any]
+) -> None:
+    """Check settings the way :class:`~cxr_curriculum.Stage` will (a study builds its
+    stages only when an arm trains), so ``--check`` refuses what a run would.
+
+    Raises:
+        ConfigError: ``"arms[1].stages[0]: lr must be a finite number >= 0 or None; ..."``.
+    """
+    try:
+        Stage(method, _PROBE_DATA, steps=steps, name=name, **options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
+def check_stage_defaults(table: Table, options: dict[str, Any]) -> None:
+    """Check each ``[defaults]`` setting on its own, so an error names ``defaults.<key>``.
+
+    Raises:
+        ConfigError: ``"defaults.lr: lr must be a finite number >= 0 or None; got -1.0"``.
+    """
+    probe = METHODS["rotation"]()  # any method: Stage checks its settings one by one
+    for key, value in options.items():
+        check_stage(table.key(key), probe, 1, None, {key: value})

@@ -19,7 +19,12 @@ from typing import Any
 import torch
 
 from cxr_curriculum.backbones import Backbone
-from cxr_curriculum.config.builders import build_data, build_method, stage_options
+from cxr_curriculum.config.builders import (
+    build_data,
+    build_method,
+    check_stage_defaults,
+    stage_options,
+)
 from cxr_curriculum.config.keys import ConfigError, Table
 from cxr_curriculum.curriculum import Curriculum, Stage
 
@@ -119,6 +124,7 @@ def load_run(path: str | os.PathLike[str]) -> PretrainRun:
         default_table = top.table("defaults")
         defaults = stage_options(default_table)
         default_table.finish()
+        check_stage_defaults(default_table, defaults)
         stages = [_stage(t, data, defaults) for t in top.tables("stages", required=True)]
         if not stages:
             raise ConfigError("stages: at least one [[stages]] table is needed")

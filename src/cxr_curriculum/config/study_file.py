@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from cxr_curriculum.backbones import check_backbone
-from cxr_curriculum.config.builders import build_data, build_method, stage_options
+from cxr_curriculum.config.builders import (
+    build_data,
+    build_method,
+    check_stage,
+    stage_options,
+)
 from cxr_curriculum.config.keys import ConfigError, Table
 from cxr_curriculum.study import (
     PROTOCOLS,
@@ -60,6 +65,8 @@ def _arm(table: Table) -> Arm:
         stage_name = t.get("name", "str")
         options = stage_options(t)
         t.finish()
+        # the Stage is built only when the arm trains: check its settings now
+        check_stage(t.path, method, steps, stage_name, options)
         try:
             stages.append(ArmStage(method, steps, stage_name, options))
         except ValueError as err:
