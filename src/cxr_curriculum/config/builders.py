@@ -29,6 +29,7 @@ __all__ = [
     "build_method",
     "check_stage",
     "check_stage_defaults",
+    "read_device",
     "stage_options",
 ]
 
@@ -138,3 +139,18 @@ def check_stage_defaults(table: Table, options: dict[str, Any]) -> None:
     probe = METHODS["rotation"]()  # any method: Stage checks its settings one by one
     for key, value in options.items():
         check_stage(table.key(key), probe, 1, None, {key: value})
+
+
+def read_device(table: Table, name: str = "device") -> str | None:
+    """A device string torch accepts (``"cpu"``, ``"cuda:1"``...), or ``None`` if absent.
+
+    Raises:
+        ConfigError: ``"curriculum.device: Expected one of cpu, cuda, ... got: blah"``.
+    """
+    device = table.get(name, "str")
+    if device is not None:
+        try:
+            torch.device(device)
+        except RuntimeError as err:
+            raise ConfigError(f"{table.key(name)}: {err}") from err
+    return device

@@ -23,6 +23,7 @@ from cxr_curriculum.config.builders import (
     build_data,
     build_method,
     check_stage_defaults,
+    read_device,
     stage_options,
 )
 from cxr_curriculum.config.keys import ConfigError, Table
@@ -97,7 +98,7 @@ def _curriculum_options(table: Table) -> dict[str, Any]:
         "log_every": table.get("log_every", "int", 10),
         "deterministic": table.get("deterministic", "bool", False),
         "resume": table.get("resume", "str", "auto", choices=("auto", "must", "never", "continue")),
-        "device": table.get("device", "str"),
+        "device": read_device(table),  # checked now, not when the run starts
     }
     amp = table.get("amp", ["bool", "str"])
     if amp is not None:

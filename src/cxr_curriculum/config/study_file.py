@@ -25,6 +25,7 @@ from cxr_curriculum.config.builders import (
     build_data,
     build_method,
     check_stage,
+    read_device,
     stage_options,
 )
 from cxr_curriculum.config.keys import ConfigError, Table
@@ -199,7 +200,7 @@ def study_from_table(top: Table) -> Study:
     except ValueError as err:
         raise ConfigError(f"{top.key('arch')}: {err}") from err
     threads = top.at_least("threads", 1)  # torch.set_num_threads refuses 0 and below
-    device = top.get("device", "str")
+    device = read_device(top)
     workers = top.at_least("workers", 0, 0) or 0
     arms = [_arm(t) for t in top.tables("arms", required=True)]
     tasks = [_task(t) for t in top.tables("tasks", required=True)]
