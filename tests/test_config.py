@@ -103,6 +103,7 @@ lr = 0.05
         (("seed = 3", "seed = 3\nthreads = 0"), r"threads: expected an integer >= 1, got 0"),
         (("image_size = 32", "image_size = 32\nlr = -1.0"), r"defaults\.lr: lr must be a finite"),
         (("lr = 0.05", 'lr = 0.05\n[curriculum]\ndevice = "blah"'), r"curriculum\.device: .*blah"),
+        (("seed = 3", 'seed = 3\narch = "resnet99"'), r"arch: unknown backbone 'resnet99'"),
         (
             ("temperature = 0.2", "temprature = 0.2"),
             r"stages\[1\]\.method\.temprature: unknown key; did you mean 'temperature'\?",

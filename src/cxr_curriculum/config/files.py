@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from cxr_curriculum.backbones import Backbone
+from cxr_curriculum.backbones import Backbone, check_backbone
 from cxr_curriculum.config.builders import (
     build_data,
     build_method,
@@ -129,6 +129,11 @@ def load_run(path: str | os.PathLike[str]) -> PretrainRun:
         stages = [_stage(t, data, defaults) for t in top.tables("stages", required=True)]
         if not stages:
             raise ConfigError("stages: at least one [[stages]] table is needed")
+        for size in sorted({None, *(stage.image_size for stage in stages)}, key=str):
+            try:  # a wrong name, or a size a ViT cannot take, names the key (as in a study)
+                check_backbone(arch, size)
+            except ValueError as err:
+                raise ConfigError(f"{top.key('arch')}: {err}") from err
         options = _curriculum_options(top.table("curriculum"))
         top.finish()
         curriculum = Curriculum(stages, checkpoint_dir=output, seed=seed, **options)
