@@ -94,6 +94,20 @@ lr = 0.05
         (("seed = 3", "seed = 3\nsed = 4"), r"sed: unknown key; did you mean 'seed'\?"),
         (('source = "sample"', 'source = "smaple"'), r"data\.source: expected one of"),
         (("batch_size = 8", "batch_size = 8.5"), r"defaults\.batch_size: expected an integer"),
+        # every Stage setting and method hyper-parameter is offered, not only those set
+        (
+            ("batch_size = 8", "bach_size = 8"),
+            r"defaults\.bach_size: unknown key; did you mean 'batch_size'\?",
+        ),
+        (("lr = 0.05", "lrr = 0.05"), r"stages\[1\]\.lrr: unknown key; did you mean 'lr'\?"),
+        (("seed = 3", "seed = 3\nthreads = 0"), r"threads: expected an integer >= 1, got 0"),
+        (("image_size = 32", "image_size = 32\nlr = -1.0"), r"defaults\.lr: lr must be a finite"),
+        (("lr = 0.05", 'lr = 0.05\n[curriculum]\ndevice = "blah"'), r"curriculum\.device: .*blah"),
+        (("seed = 3", 'seed = 3\narch = "resnet99"'), r"arch: unknown backbone 'resnet99'"),
+        (
+            ("temperature = 0.2", "temprature = 0.2"),
+            r"stages\[1\]\.method\.temprature: unknown key; did you mean 'temperature'\?",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
@@ -115,6 +129,32 @@ def test_invalid_toml_and_cli_exit_status(
     good = _write(tmp_path, RUN.format(out=tmp_path / "out"))
     assert main(["pretrain", str(good), "--check"]) == 0
     assert "valid (2 stages)" in capsys.readouterr().out
+
+
+def test_curriculum_resume_choices(tmp_path: Path) -> None:
+    text = RUN.format(out=tmp_path / "out")
+    for resume in ("auto", "must", "never", "continue"):  # what Curriculum accepts
+        path = _write(tmp_path, f'{text}[curriculum]\nresume = "{resume}"\n')
+        assert load_run(path).curriculum.resume == resume
+    with pytest.raises(ConfigError, match=r"curriculum\.resume: expected one of .*'continue'"):
+        load_run(_write(tmp_path, f'{text}[curriculum]\nresume = "again"\n'))
+
+
+def test_resume_errors_are_one_line_with_exit_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = RUN.format(out=tmp_path / "out").split("[[stages]]\nmethod = {")[0]  # one stage
+    must = _write(tmp_path, f'{text}[curriculum]\nresume = "must"\n')
+    assert main(["pretrain", str(must)]) == 2  # nothing to resume: no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: resume='must' but") and err.count("\n") == 1
+    assert main(["pretrain", str(_write(tmp_path, text))]) == 0
+    capsys.readouterr()
+    changed = _write(tmp_path, text.replace("steps = 1", "steps = 2"))
+    assert main(["pretrain", str(changed)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stage 0 (rotation)") and "was run with other settings" in err
+    assert err.count("\n") == 1
 
 
 def test_pretrain_from_file_equals_python_api(tmp_path: Path) -> None:
@@ -149,6 +189,12 @@ def test_study_config_builds_the_study(
     bad = text.replace("steps = 2 }", 'steps = 2, lr = "x" }')
     with pytest.raises(ConfigError, match=r"arms\[1\]\.stages\[0\]\.lr: expected a number"):
         load_study(_write(tmp_path, bad))
+    typo = text.replace("steps = 2 }", "steps = 2, lrr = 0.1 }")
+    with pytest.raises(ConfigError, match=r"arms\[1\]\.stages\[0\]\.lrr: .*did you mean 'lr'\?"):
+        load_study(_write(tmp_path, typo))
+    unknown = text.replace("steps = 2 }", "steps = 2, zzz = 1 }")
+    with pytest.raises(ConfigError, match=r"allowed: \[.*'lr'.*'optimizer'.*'weight_decay'"):
+        load_study(_write(tmp_path, unknown))
     unequal = text.replace(
         'name = "scratch"', 'name = "rot"\nstages = [{ method = "rotation", steps = 1 }]'
     )

@@ -211,6 +211,34 @@ def test_config_errors_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert all(repr(m) in str(method_error.value) for m in METHODS)
 
 
+def test_study_settings_that_would_fail_at_run_time_fail_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arms = f'[data]\nsource = "sample"\n[[arms]]\nname = "scratch"\n{SIMCLR_ARM}{SAMPLE_TASK}'
+    for top, message in [
+        ("threads = 0", "threads: expected an integer >= 1, got 0"),
+        ("threads = -2", "threads: expected an integer >= 1, got -2"),
+        ("workers = -1", "workers: expected an integer >= 0, got -1"),
+        ('device = "blah"', "device: Expected one of cpu, cuda"),
+    ]:
+        path = _toml(tmp_path, f"{top}\n{arms}")  # top-level keys come first
+        assert main(["study", str(path), "--check"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1
+    # a Stage is built only when its arm trains: its settings are checked when read
+    for setting, message in [
+        ("lr = -0.1", "lr must be a finite number >= 0 or None; got -0.1"),
+        ('name = "a/b"', "name must be a non-empty string without"),
+        ("num_workers = -1", "num_workers must be >= 0; got -1"),
+        ('divergence = "x"', "divergence: unknown key"),  # a file cannot give a rule
+    ]:
+        arm = SIMCLR_ARM.replace("steps = 1 }", f"steps = 1, {setting} }}")
+        path = _toml(tmp_path, f'[data]\nsource = "sample"\n{arm}{SAMPLE_TASK}')
+        assert main(["study", str(path), "--check"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: arms[0].stages[0]") and message in err
+
+
 @pytest.mark.realdata
 def test_per_finding_table_of_a_multilabel_task(data_root: Path, tmp_path: Path) -> None:
     from cxr_curriculum.study import NIHFindingsTask

@@ -239,14 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     from cxr_curriculum._artefacts import ArtefactIntegrityError, ArtefactWriteError
     from cxr_curriculum.config import ConfigError
     from cxr_curriculum.config.launch import ClusterSupportError, LaunchError
-    from cxr_curriculum.curriculum import CurriculumError
+    from cxr_curriculum.curriculum import CurriculumError, ResumeError
     from cxr_curriculum.data import DicomSupportError, ImageReadError
     from cxr_curriculum.study.folder import StudyFolderError
 
     expected = (
         ConfigError, FileNotFoundError, StudyFolderError, ArtefactIntegrityError,
         ArtefactWriteError, ImageReadError, DicomSupportError, ClusterSupportError,
-        LaunchError, CurriculumError,
+        LaunchError, CurriculumError, ResumeError,
     )  # fmt: skip
     try:
         return _pretrain(args) if args.command == "pretrain" else _study(args)

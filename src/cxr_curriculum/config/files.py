@@ -18,8 +18,14 @@ from typing import Any
 
 import torch
 
-from cxr_curriculum.backbones import Backbone
-from cxr_curriculum.config.builders import build_data, build_method, stage_options
+from cxr_curriculum.backbones import Backbone, check_backbone
+from cxr_curriculum.config.builders import (
+    build_data,
+    build_method,
+    check_stage_defaults,
+    read_device,
+    stage_options,
+)
 from cxr_curriculum.config.keys import ConfigError, Table
 from cxr_curriculum.curriculum import Curriculum, Stage
 
@@ -91,8 +97,8 @@ def _curriculum_options(table: Table) -> dict[str, Any]:
         "checkpoint_every": table.get("checkpoint_every", "int", 200),
         "log_every": table.get("log_every", "int", 10),
         "deterministic": table.get("deterministic", "bool", False),
-        "resume": table.get("resume", "str", "auto", choices=("auto", "must", "never")),
-        "device": table.get("device", "str"),
+        "resume": table.get("resume", "str", "auto", choices=("auto", "must", "never", "continue")),
+        "device": read_device(table),  # checked now, not when the run starts
     }
     amp = table.get("amp", ["bool", "str"])
     if amp is not None:
@@ -114,14 +120,20 @@ def load_run(path: str | os.PathLike[str]) -> PretrainRun:
         output = top.get("output", "str", required=True)
         seed = top.get("seed", "int", 0)
         arch = top.get("arch", "str", "resnet18")
-        threads = top.get("threads", "int")
+        threads = top.at_least("threads", 1)  # torch.set_num_threads refuses 0 and below
         data = build_data(top.table("data", required=True))
         default_table = top.table("defaults")
         defaults = stage_options(default_table)
         default_table.finish()
+        check_stage_defaults(default_table, defaults)
         stages = [_stage(t, data, defaults) for t in top.tables("stages", required=True)]
         if not stages:
             raise ConfigError("stages: at least one [[stages]] table is needed")
+        for size in sorted({None, *(stage.image_size for stage in stages)}, key=str):
+            try:  # a wrong name, or a size a ViT cannot take, names the key (as in a study)
+                check_backbone(arch, size)
+            except ValueError as err:
+                raise ConfigError(f"{top.key('arch')}: {err}") from err
         options = _curriculum_options(top.table("curriculum"))
         top.finish()
         curriculum = Curriculum(stages, checkpoint_dir=output, seed=seed, **options)

@@ -115,6 +115,17 @@ class Table:
         close = difflib.get_close_matches(name, unread, n=1, cutoff=0.75)
         return close[0] if close else None
 
+    def at_least(self, name: str, minimum: int, default: int | None = None) -> int | None:
+        """An integer ``name`` that must be ``>= minimum`` (or ``default`` if absent).
+
+        Raises:
+            ConfigError: ``"threads: expected an integer >= 1, got 0"``.
+        """
+        value = self.get(name, "int", default)
+        if value is not None and value < minimum:
+            raise ConfigError(f"{self.key(name)}: expected an integer >= {minimum}, got {value}")
+        return value
+
     def table(self, name: str, *, required: bool = False) -> Table:
         """The sub-table ``name`` (empty if absent and not required)."""
         value = self.get(name, "table", {}, required=required)

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from cxr_curriculum.backbones import check_backbone
-from cxr_curriculum.config.builders import build_data, build_method, stage_options
+from cxr_curriculum.config.builders import (
+    build_data,
+    build_method,
+    check_stage,
+    read_device,
+    stage_options,
+)
 from cxr_curriculum.config.keys import ConfigError, Table
 from cxr_curriculum.study import (
     PROTOCOLS,
@@ -60,6 +66,8 @@ def _arm(table: Table) -> Arm:
         stage_name = t.get("name", "str")
         options = stage_options(t)
         t.finish()
+        # the Stage is built only when the arm trains: check its settings now
+        check_stage(t.path, method, steps, stage_name, options)
         try:
             stages.append(ArmStage(method, steps, stage_name, options))
         except ValueError as err:
@@ -191,9 +199,9 @@ def study_from_table(top: Table) -> Study:
         check_backbone(arch, image_size)
     except ValueError as err:
         raise ConfigError(f"{top.key('arch')}: {err}") from err
-    threads = top.get("threads", "int")
-    device = top.get("device", "str")
-    workers = top.get("workers", "int", 0)
+    threads = top.at_least("threads", 1)  # torch.set_num_threads refuses 0 and below
+    device = read_device(top)
+    workers = top.at_least("workers", 0, 0) or 0
     arms = [_arm(t) for t in top.tables("arms", required=True)]
     tasks = [_task(t) for t in top.tables("tasks", required=True)]
     data, exclude = None, True

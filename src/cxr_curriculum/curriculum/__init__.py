@@ -9,6 +9,7 @@ Public names::
     LARS, WarmupCosine, build_optimizer       # optimisers and the learning-rate schedule
     CurriculumError, NonFiniteLossError, CollapseError   # why a stage stopped
     DivergenceRule, DivergenceError           # divergence measured against the run itself
+    ResumeError                               # a folder that cannot resume these stages
     ArtefactIntegrityError, ArtefactWriteError           # a damaged file, a failed write
     load_checkpoint, data_fingerprint, embedding_std, METRIC_FIELDS
 
@@ -20,6 +21,7 @@ evaluator as an argument).
 from __future__ import annotations
 
 from cxr_curriculum._artefacts import ArtefactIntegrityError, ArtefactWriteError
+from cxr_curriculum.curriculum.changes import ResumeError
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint
 from cxr_curriculum.curriculum.curriculum import Curriculum, StageResult
 from cxr_curriculum.curriculum.divergence import DivergenceRule
@@ -54,6 +56,7 @@ __all__ = [
     "Keep",
     "MetricLogger",
     "NonFiniteLossError",
+    "ResumeError",
     "Stage",
     "StageMonitor",
     "StageResult",

@@ -16,7 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OPTIMISER_FIELDS", "accept_change", "diff", "now"]
+__all__ = ["OPTIMISER_FIELDS", "ResumeError", "accept_change", "diff", "now"]
+
+
+class ResumeError(ValueError):
+    """A checkpoint folder cannot be resumed with these stages and settings.
+
+    The message names what differs (settings, seed, a missing checkpoint) and the way
+    out (``resume="continue"``, ``resume="never"`` or another ``checkpoint_dir``).
+    """
+
 
 #: Stage settings that ``resume="continue"`` lets change for a stage that has not finished.
 OPTIMISER_FIELDS = (
@@ -89,4 +98,6 @@ def accept_change(root: Path, old: dict[str, Any], new: dict[str, Any], resume: 
         )
     else:
         hint = f"Only {', '.join(OPTIMISER_FIELDS)} may change (with resume='continue')."
-    raise ValueError(f"{prefix}{hint} Use another checkpoint_dir, or resume='never' to start over.")
+    raise ResumeError(
+        f"{prefix}{hint} Use another checkpoint_dir, or resume='never' to start over."
+    )

@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
+from cxr_curriculum.curriculum.changes import ResumeError
 from cxr_curriculum.curriculum.checkpoint import load_checkpoint, read_json
 from cxr_curriculum.curriculum.distributed import (
     barrier,
@@ -189,6 +190,8 @@ class Curriculum:
         Raises:
             CurriculumError: a stage stopped (non-finite loss or state, collapse); the
                 backbone holds the weights of that stage's last good checkpoint.
+            ResumeError: ``checkpoint_dir`` holds a run these stages cannot resume (other
+                settings or seed, or nothing to resume with ``resume="must"``).
         """
         for result in self.iter_stages(backbone):
             logger.info(
@@ -412,7 +415,7 @@ class Curriculum:
             after = manifest.data["stages"][index + 1 : index + 2]  # it starts from these
             if not after or after[0].get("status") != "done":
                 needs = "the run's backbone file" if not after else "the next stage"
-                raise ValueError(
+                raise ResumeError(
                     f"stage {index} ({stage.label}) in {self.checkpoint_dir} is done but no file "
                     f"holds its weights any more (keep={self.keep!r}, and {self.backbone_path} "
                     f"is missing or holds other weights) while {needs} needs them; rerun with "

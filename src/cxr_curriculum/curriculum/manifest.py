@@ -34,7 +34,7 @@ import torch
 
 from cxr_curriculum._artefacts import ArtefactIntegrityError, Written, sha256_file
 from cxr_curriculum._version import __version__
-from cxr_curriculum.curriculum.changes import accept_change, now
+from cxr_curriculum.curriculum.changes import ResumeError, accept_change, now
 from cxr_curriculum.curriculum.checkpoint import (
     atomic_save,
     atomic_write_json,
@@ -100,7 +100,7 @@ class RunManifest:
         """Read (or create) the manifest of ``root`` and check it against ``stages``.
 
         Raises:
-            ValueError: a stage with progress changed (beyond what ``resume="continue"``
+            ResumeError: a stage with progress changed (beyond what ``resume="continue"``
                 allows), the seed changed, or ``resume="must"`` found nothing to resume.
         """
         path = root / "manifest.json"
@@ -113,9 +113,9 @@ class RunManifest:
         old = read_json(path) if path.exists() else None
         started = [e for e in (old or {}).get("stages", []) if e.get("status") != "pending"]
         if resume == "must" and not started:
-            raise ValueError(f"resume='must' but {root} holds no started stage to resume")
+            raise ResumeError(f"resume='must' but {root} holds no started stage to resume")
         if old is not None and started and int(old.get("seed", -1)) != seed:
-            raise ValueError(
+            raise ResumeError(
                 f"{root} was trained with seed={old.get('seed')}, not seed={seed}; use the same "
                 "seed, another checkpoint_dir, or resume='never' to start over"
             )
@@ -262,12 +262,12 @@ class RunManifest:
         is accepted (its hash is among the entry's ``accepted_hashes``).
 
         Raises:
-            ValueError: the checkpoint comes from another stage or other settings.
+            ResumeError: the checkpoint comes from another stage or other settings.
         """
         entry = self.data["stages"][index]
         hashes = [entry["config_hash"], *entry.get("accepted_hashes", [])]
         if int(state.get("stage_index", -1)) != index or state.get("config_hash") not in hashes:
-            raise ValueError(
+            raise ResumeError(
                 f"checkpoint of stage {index} ({entry['name']}) in {self.root} does not match the "
                 "stage's current settings or data; use another checkpoint_dir or resume='never'"
             )
