@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -31,14 +30,17 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _positive_seconds(text: str) -> float:
+def _claim_timeout(text: str) -> float:
+    from cxr_curriculum.study.claims import check_claim_timeout
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
+    try:
+        return check_claim_timeout(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
@@ -83,7 +85,7 @@ def _study_parser(sub: Any) -> None:
     st.add_argument("--max-cells", type=int, default=None, help="stop after this many cells")
     st.add_argument(
         "--claim-timeout",
-        type=_positive_seconds,
+        type=_claim_timeout,
         default=None,
         metavar="SECONDS",
         help="a claim not renewed for this long is stale and taken over (default 300)",
@@ -172,8 +174,7 @@ def _launch(args: argparse.Namespace) -> int:
             print(" ".join(launch.job_ids))
             print(f"logs in {launch.folder}; follow with: --list-units")
         return 0
-    output = launch.output if launch.output is not None else launch.folder.parent
-    print(f"{len(launch.job_ids)} local workers done; study: {output / 'report.md'}")
+    print(f"{len(launch.job_ids)} local workers done; study: {launch.output / 'report.md'}")
     return 0
 
 

@@ -23,7 +23,6 @@ meaning) with the Python interpreter of the submitting process; their logs go to
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,16 +121,16 @@ class Launch:
         units: The unit indices handed to the engine (Slurm), or worked on (local).
         job_ids: The engine's job ids (``"12345_0"``, ... for a Slurm array).
         folder: Where submitit keeps the jobs' files and logs.
-        jobs: submitit's job objects.
         output: The study's output folder (where ``report.md`` is written).
+        jobs: submitit's job objects.
     """
 
     launcher: str
     units: list[int]
     job_ids: list[str]
     folder: Path
+    output: Path
     jobs: list[Any] = field(default_factory=list)
-    output: Path | None = None
 
 
 def _logging() -> None:
@@ -196,15 +195,15 @@ def launch_study(
         LaunchError: A local worker job failed (the message names its log).
     """
     from cxr_curriculum.config.files import load_study
-    from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT
+    from cxr_curriculum.study.claims import DEFAULT_CLAIM_TIMEOUT, check_claim_timeout
     from cxr_curriculum.study.design import check_design
 
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher must be one of {LAUNCHERS}; got {launcher!r}")
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be >= 1; got {max_parallel}")
-    if claim_timeout is not None and not (claim_timeout > 0 and math.isfinite(claim_timeout)):
-        raise ValueError(f"claim_timeout must be a finite number > 0; got {claim_timeout}")
+    if claim_timeout is not None:  # before the output folder is touched
+        check_claim_timeout(claim_timeout)
     submitit = _submitit()
     path = str(Path(config).resolve())
     study = load_study(path)
@@ -216,7 +215,7 @@ def launch_study(
     if launcher == "slurm":
         todo = [s.unit.index for s in statuses if s.state in ("to do", "stale")]
         if not todo:
-            return Launch(launcher, [], [], jobs_folder, output=study.output)
+            return Launch(launcher, [], [], jobs_folder, study.output)
         executor = submitit.SlurmExecutor(folder=jobs_folder / "%j")
         executor.update_parameters(
             job_name="cxr-study", array_parallelism=max_parallel,
@@ -225,7 +224,7 @@ def launch_study(
         n = len(todo)
         jobs = executor.map_array(run_unit_job, [path] * n, todo, [cwd] * n, [claim_timeout] * n)
         return Launch(
-            launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs), study.output
+            launcher, todo, [j.job_id for j in jobs], jobs_folder, study.output, list(jobs)
         )
     todo = [s.unit.index for s in statuses if s.state not in ("done", "not measured")]
     jobs = []
@@ -246,7 +245,7 @@ def launch_study(
                 ) from err
         if any(r.get("reported") for r in done):
             return Launch(
-                launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs), study.output
+                launcher, todo, [j.job_id for j in jobs], jobs_folder, study.output, list(jobs)
             )
     study.write_report()  # no worker completed the study here (or there was nothing to do)
-    return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, list(jobs), study.output)
+    return Launch(launcher, todo, [j.job_id for j in jobs], jobs_folder, study.output, list(jobs))

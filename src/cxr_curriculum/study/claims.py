@@ -39,10 +39,23 @@ from cxr_curriculum.study.claim_info import (
 from cxr_curriculum.study.folder import StudyFolder
 from cxr_curriculum.study.heartbeat import Claim
 
-__all__ = ["DEFAULT_CLAIM_TIMEOUT", "ClaimBoard"]
+__all__ = ["DEFAULT_CLAIM_TIMEOUT", "ClaimBoard", "check_claim_timeout"]
 
 #: Seconds without a heartbeat after which a claim is stale (``--claim-timeout``).
 DEFAULT_CLAIM_TIMEOUT = 300.0
+
+
+def check_claim_timeout(timeout: float) -> float:
+    """A claim timeout in seconds, checked: a finite number > 0 (the heartbeat renews a
+    claim every tenth of it). One rule for :class:`ClaimBoard`, ``launch_study`` and the
+    command line's ``--claim-timeout``.
+
+    Raises:
+        ValueError: ``"claim timeout must be a finite number > 0 seconds; got 0"``.
+    """
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"claim timeout must be a finite number > 0 seconds; got {timeout}")
+    return float(timeout)
 
 
 class ClaimBoard:
@@ -54,9 +67,7 @@ class ClaimBoard:
     """
 
     def __init__(self, folder: StudyFolder, timeout: float = DEFAULT_CLAIM_TIMEOUT) -> None:
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ValueError(f"claim timeout must be a finite number > 0 seconds; got {timeout}")
-        self.folder, self.timeout = folder, float(timeout)
+        self.folder, self.timeout = folder, check_claim_timeout(timeout)
         self.interval = self.timeout / 10
         self.host, self.pid = worker_host(), os.getpid()
         self.worker = f"{self.host}:{self.pid}"
