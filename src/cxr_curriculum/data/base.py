@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 
 from cxr_curriculum.data.dicom import DicomMeta, read_dicom_meta
 from cxr_curriculum.data.errors import ImageReadError
-from cxr_curriculum.data.formats import sniff_format
+from cxr_curriculum.data.formats import sniff_file
 from cxr_curriculum.data.io import read_image, read_mask
 from cxr_curriculum.data.items import LabeledImage, MaskedImage
 from cxr_curriculum.data.windowing import Window, check_window
@@ -165,10 +165,7 @@ def dicom_meta_of(path: str | os.PathLike[str]) -> DicomMeta | None:
     Raises:
         ImageReadError: The file cannot be opened, or its DICOM header is malformed.
     """
-    try:
-        fmt = sniff_format(path)
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot open file ({exc.strerror})") from None
+    fmt = sniff_file(path)
     return read_dicom_meta(path) if fmt in ("dicom", "acr-nema") else None
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cxr_curriculum.data.errors import DICOM_EXTRA_HINT, DicomSupportError, ImageReadError
-from cxr_curriculum.data.formats import sniff_format
+from cxr_curriculum.data.formats import sniff_file
 
 __all__ = [
     "DicomMeta",
@@ -190,10 +190,7 @@ def read_dicom_meta(path: str | os.PathLike[str]) -> DicomMeta:
         DicomSupportError: pydicom is not installed.
     """
     p = Path(path)
-    try:
-        fmt = sniff_format(p)
-    except OSError as exc:
-        raise ImageReadError(p, f"cannot open file ({exc.strerror})") from None
+    fmt = sniff_file(p)
     if fmt not in ("dicom", "acr-nema"):
         raise ImageReadError(p, f"not a DICOM file (content is {fmt})")
     with quiet_pydicom(pydicom_module(p)):

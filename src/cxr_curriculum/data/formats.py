@@ -23,7 +23,16 @@ import struct
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["DICOM_SUFFIXES", "HEADER_BYTES", "ImageFormat", "sniff_bytes", "sniff_format"]
+from cxr_curriculum.data.errors import ImageReadError
+
+__all__ = [
+    "DICOM_SUFFIXES",
+    "HEADER_BYTES",
+    "ImageFormat",
+    "sniff_bytes",
+    "sniff_file",
+    "sniff_format",
+]
 
 #: What :func:`sniff_format` returns.
 ImageFormat = Literal[
@@ -103,3 +112,16 @@ def sniff_format(path: str | os.PathLike[str]) -> ImageFormat:
         head = f.read(HEADER_BYTES)
         size = os.fstat(f.fileno()).st_size
     return sniff_bytes(head, size)
+
+
+def sniff_file(path: str | os.PathLike[str], what: str = "file") -> ImageFormat:
+    """:func:`sniff_format`, with a file that cannot be opened reported as an image error.
+
+    Raises:
+        ImageReadError: ``"cannot open file (Permission denied)"`` (``what`` names the
+            file's role, e.g. ``"lung mask"``).
+    """
+    try:
+        return sniff_format(path)
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open {what} ({exc.strerror})") from None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cxr_curriculum.curriculum.sampling import first_image
 from cxr_curriculum.data import ImageReadError
 from cxr_curriculum.data.exclusion import image_records
-from cxr_curriculum.data.formats import sniff_format
+from cxr_curriculum.data.formats import sniff_file
 from cxr_curriculum.study.starts import check_start
 
 if TYPE_CHECKING:
@@ -88,10 +88,7 @@ def _check_pool(study: Study) -> list[str]:
         raise ValueError(f"the pretraining pool holds no images{why}")
     records = image_records(data)
     for record in records:
-        try:
-            kind = sniff_format(record.file)
-        except OSError as err:
-            raise ImageReadError(record.file, f"cannot open file ({err.strerror})") from None
+        kind = sniff_file(record.file)
         if kind not in _READABLE:
             raise ImageReadError(
                 record.file, f"pretraining pool file is not a PNG, JPEG or DICOM image ({kind})"

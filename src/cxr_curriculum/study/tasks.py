@@ -42,7 +42,7 @@ from cxr_curriculum.data import (
     read_mask,
 )
 from cxr_curriculum.data.findings import root_and_indices
-from cxr_curriculum.data.formats import sniff_format
+from cxr_curriculum.data.formats import sniff_file
 from cxr_curriculum.evaluation import EvalResult
 from cxr_curriculum.evaluation.fractions import labels_of
 from cxr_curriculum.study.resample import weighted_binary_auroc
@@ -234,10 +234,7 @@ class Task(ABC):
             for i in have:  # every mask file is an image (its first bytes) ...
                 path = masks[i]
                 assert path is not None
-                try:
-                    kind = sniff_format(path)
-                except OSError as err:
-                    raise ImageReadError(path, f"cannot open lung mask ({err.strerror})") from None
+                kind = sniff_file(path, "lung mask")
                 if kind not in ("png", "jpeg"):
                     raise ImageReadError(
                         path, f"task {self.name!r}: lung mask is not a PNG or JPEG image ({kind})"
